@@ -1,0 +1,158 @@
+"""Proxy fitness on held-out preference pairs: cheap enough to run every few hundred training steps.
+
+For each pair, with summed completion log-probs of the policy (pc, pr) and of the reference model (rc, rr):
+reward margin = beta * ((pc - rc) - (pr - rr)). Score = preference accuracy (share of pairs with a positive
+margin) with its binomial standard error; details carry the mean reward margin and the drift of the chosen
+(and rejected) log-probs from the reference, whose fall signals likelihood displacement. Tokenization follows
+TRL's DPO trainer (chat template for conversational rows, EOS appended to plain-text completions). Reference
+log-probs are computed once per (reference, data file, settings) in a process and reused.
+
+    python -m evaluators.proxy --model CHECKPOINT --data heldout_pairs.jsonl --output-dir DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import PreTrainedModel
+from transformers import PreTrainedTokenizerBase as Tokenizer
+
+from evaluators.cli import print_fitness
+from evaluators.fitness import Fitness, mean_stderr, proportion_stderr
+from evaluators.generation import load_model
+from trainer.data import normalize_rows, read_rows
+from trainer.models import EMBEDDED
+
+
+@dataclass(frozen=True)
+class ProxySpec:
+    """Held-out pairs (any format `trainer.data` reads) and the reference model the margins are measured against."""
+
+    data: str
+    reference: str = EMBEDDED
+    beta: float = 0.1
+    batch_size: int = 8
+    max_pairs: int | None = None
+    max_length: int = 512  # prompt + completion tokens; longer sequences keep their first tokens
+
+
+def _ids(tokenizer: Tokenizer, prompt: str | list, completion: str | list) -> tuple[list[int], list[int]]:
+    """(prompt ids, completion ids) as TRL's DPO trainer splits them."""
+    if isinstance(prompt, list):
+        prompt_ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True,
+                                                   return_dict=True)["input_ids"]  # fmt: skip
+        full_ids = tokenizer.apply_chat_template(prompt + completion, tokenize=True, return_dict=True)["input_ids"]
+    else:
+        if not completion.endswith(tokenizer.eos_token):
+            completion += tokenizer.eos_token
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        full_ids = tokenizer(prompt + completion, add_special_tokens=False)["input_ids"]
+    shared = 0
+    while shared < min(len(prompt_ids), len(full_ids)) and prompt_ids[shared] == full_ids[shared]:
+        shared += 1
+    return full_ids[:shared], full_ids[shared:]
+
+
+@torch.inference_mode()
+def completion_logps(
+    model: PreTrainedModel, tokenizer: Tokenizer, pairs: Sequence[tuple], batch_size: int, max_length: int
+) -> torch.Tensor:
+    """Summed log-probs of each (prompt, completion)'s completion tokens, shape (len(pairs),)."""
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    totals = []
+    for start in range(0, len(pairs), batch_size):
+        encoded = [_ids(tokenizer, prompt, completion) for prompt, completion in pairs[start : start + batch_size]]
+        sequences = [(p + c)[:max_length] for p, c in encoded]
+        width = max(len(s) for s in sequences)
+        input_ids = torch.full((len(sequences), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(sequences), width), dtype=torch.long)
+        labels = torch.zeros((len(sequences), width), dtype=torch.bool)
+        for row, ((prompt_ids, _), sequence) in enumerate(zip(encoded, sequences, strict=True)):
+            input_ids[row, : len(sequence)] = torch.tensor(sequence)
+            mask[row, : len(sequence)] = 1
+            labels[row, len(prompt_ids) : len(sequence)] = True
+        logits = model(input_ids=input_ids, attention_mask=mask).logits[:, :-1].float()
+        token_logps = torch.gather(logits.log_softmax(-1), 2, input_ids[:, 1:, None]).squeeze(2)
+        totals.append((token_logps * labels[:, 1:]).sum(-1))
+    return torch.cat(totals)
+
+
+def _pair_logps(model: PreTrainedModel, tokenizer: Tokenizer, rows: Sequence[dict], spec: ProxySpec) -> torch.Tensor:
+    """(n, 2) summed log-probs of the chosen and rejected completions."""
+    chosen = completion_logps(model, tokenizer, [(r["prompt"], r["chosen"]) for r in rows], spec.batch_size,
+                              spec.max_length)  # fmt: skip
+    rejected = completion_logps(model, tokenizer, [(r["prompt"], r["rejected"]) for r in rows], spec.batch_size,
+                                spec.max_length)  # fmt: skip
+    return torch.stack([chosen, rejected], dim=1)
+
+
+def load_pairs(spec: ProxySpec) -> list[dict]:
+    return normalize_rows(read_rows(spec.data))[1][: spec.max_pairs]
+
+
+@functools.lru_cache(maxsize=4)
+def reference_logps(spec: ProxySpec, data_mtime_ns: int) -> torch.Tensor:
+    """The reference model's (n, 2) log-probs, cached per spec and data file version."""
+    model, tokenizer = load_model(spec.reference)
+    return _pair_logps(model, tokenizer, load_pairs(spec), spec)
+
+
+def proxy_fitness(policy: torch.Tensor, reference: torch.Tensor, beta: float) -> Fitness:
+    """Preference accuracy, reward margins and log-prob drift from (n, 2) policy and reference log-probs."""
+    ratios = policy - reference
+    margins = (beta * (ratios[:, 0] - ratios[:, 1])).tolist()
+    accuracy, stderr = proportion_stderr(sum(m > 0 for m in margins), len(margins))
+    mean_margin, margin_stderr = mean_stderr(margins)
+    details = {
+        "mean_reward_margin": mean_margin,
+        "reward_margin_stderr": margin_stderr,
+        "chosen_logp_drift": ratios[:, 0].mean().item(),
+        "rejected_logp_drift": ratios[:, 1].mean().item(),
+        "per_item": {str(i): float(m > 0) for i, m in enumerate(margins)},
+    }
+    return Fitness(accuracy, stderr, len(margins), details)
+
+
+def evaluate_model(model: PreTrainedModel, tokenizer: Tokenizer, spec: ProxySpec) -> Fitness:
+    """Proxy fitness of an already loaded policy (e.g. in the middle of training)."""
+    was_training = model.training
+    model.eval()
+    try:
+        policy = _pair_logps(model, tokenizer, load_pairs(spec), spec)
+    finally:
+        model.train(was_training)
+    return proxy_fitness(policy, reference_logps(spec, Path(spec.data).stat().st_mtime_ns), spec.beta)
+
+
+def evaluate(model_dir: str | Path, spec: ProxySpec) -> Fitness:
+    """Proxy fitness of the model at `model_dir` (checkpoint directory, hub id or preset name)."""
+    model, tokenizer = load_model(str(model_dir))
+    return evaluate_model(model, tokenizer, spec)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m evaluators.proxy", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--data", required=True, help="held-out preference pairs (.jsonl or .json)")
+    parser.add_argument("--output-dir", type=Path, required=True)
+    parser.add_argument("--reference", default=EMBEDDED)
+    parser.add_argument("--beta", type=float, default=0.1)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-pairs", type=int, default=None)
+    args = parser.parse_args(argv)
+    spec = ProxySpec(data=args.data, reference=args.reference, beta=args.beta, batch_size=args.batch_size,
+                     max_pairs=args.max_pairs)  # fmt: skip
+    fitness = evaluate(args.model, spec)
+    print_fitness("proxy preference accuracy", fitness, args.output_dir)
+    print(f"mean reward margin {fitness.details['mean_reward_margin']:.4f}, "
+          f"chosen log-prob drift {fitness.details['chosen_logp_drift']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
