@@ -21,7 +21,16 @@ from typing import Any
 
 from evaluators.fitness import Fitness, PairedDelta, paired_delta
 
-__all__ = ["EVALUATORS", "Evaluator", "Fitness", "PairedDelta", "evaluate", "get", "make_spec", "paired_delta"]
+__all__ = [
+    "EVALUATORS",
+    "Evaluator",
+    "Fitness",
+    "PairedDelta",
+    "evaluate",
+    "get",
+    "make_spec",
+    "paired_delta",
+]
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,9 @@ class AlpacaEvalSpec:
     seed: int = 0
 
 
-def select_instances(reference: Sequence[Mapping[str, Any]], max_instances: int | None) -> list[Mapping[str, Any]]:
+def select_instances(
+    reference: Sequence[Mapping[str, Any]], max_instances: int | None
+) -> list[Mapping[str, Any]]:
     """All reference rows, or a fixed random subset (same for every model) in the original order."""
     if max_instances is None or max_instances >= len(reference):
         return list(reference)
@@ -60,19 +62,32 @@ def select_instances(reference: Sequence[Mapping[str, Any]], max_instances: int 
     return [reference[i] for i in keep]
 
 
-def model_outputs(model: str, model_id: str, instances: Sequence[Mapping[str, Any]], path: Path,
-                  spec: AlpacaEvalSpec) -> list[dict[str, Any]]:  # fmt: skip
+def model_outputs(
+    model: str, model_id: str, instances: Sequence[Mapping[str, Any]], path: Path, spec: AlpacaEvalSpec
+) -> list[dict[str, Any]]:
     """The model's outputs in AlpacaEval's format, generating only instructions missing from `path`."""
     stored = {row["instruction"]: row for row in json.loads(path.read_text())} if path.exists() else {}
     missing = [row for row in instances if row["instruction"] not in stored]
     if missing:
         policy, tokenizer = load_model(model)
-        config = SamplingConfig(max_new_tokens=spec.max_new_tokens, batch_size=spec.batch_size, seed=spec.seed)
-        replies = chat(policy, tokenizer, [[{"role": "user", "content": r["instruction"]}] for r in missing],
-                       config, spec.conv_template, description="AlpacaEval outputs")  # fmt: skip
+        config = SamplingConfig(
+            max_new_tokens=spec.max_new_tokens, batch_size=spec.batch_size, seed=spec.seed
+        )
+        replies = chat(
+            policy,
+            tokenizer,
+            [[{"role": "user", "content": r["instruction"]}] for r in missing],
+            config,
+            spec.conv_template,
+            description="AlpacaEval outputs",
+        )
         for row, reply in zip(missing, replies, strict=True):
-            stored[row["instruction"]] = {"instruction": row["instruction"], "output": reply[0],
-                                          "generator": model_id, "dataset": row.get("dataset", "")}  # fmt: skip
+            stored[row["instruction"]] = {
+                "instruction": row["instruction"],
+                "output": reply[0],
+                "generator": model_id,
+                "dataset": row.get("dataset", ""),
+            }
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(list(stored.values()), indent=2))
     return [stored[row["instruction"]] for row in instances]
@@ -102,7 +117,10 @@ def write_annotator_config(directory: Path, spec: AlpacaEvalSpec) -> Path:
     }
     if spec.judge.max_tokens:
         completions["max_tokens"] = spec.judge.max_tokens
-    config = dict(base) | {"prompt_template": f"{ANNOTATOR_NAME}/{prompt.name}", "completions_kwargs": completions}
+    config = dict(base) | {
+        "prompt_template": f"{ANNOTATOR_NAME}/{prompt.name}",
+        "completions_kwargs": completions,
+    }
     path = target / "configs.yaml"
     path.write_text(yaml.safe_dump({ANNOTATOR_NAME: config}, sort_keys=False))
     return path
@@ -117,8 +135,14 @@ def _metrics(weights_dir: Path):
         try:
             metrics |= get_length_controlled_winrate(annotations, save_weights_dir=weights_dir)
         except Exception as err:  # noqa: BLE001 - any failure of the GLM fit is reported, not raised
-            return metrics | {"length_controlled_winrate": math.nan, "lc_standard_error": math.nan,
-                              "lc_error": f"{type(err).__name__}: {err}"}  # fmt: skip
+            reason = f"{type(err).__name__}: {err}"
+            if type(err).__module__.startswith("huggingface_hub"):
+                reason = f"the LC fit needs df_gamed.csv from the Hugging Face dataset tatsu-lab/alpaca_eval ({reason})"
+            return metrics | {
+                "length_controlled_winrate": math.nan,
+                "lc_standard_error": math.nan,
+                "lc_error": reason,
+            }
         if not math.isfinite(metrics["length_controlled_winrate"]):
             metrics["lc_error"] = f"the length-controlled fit returned NaN on {len(annotations)} instances"
         return metrics
@@ -131,19 +155,30 @@ def evaluate(model_dir: str | Path, spec: AlpacaEvalSpec) -> Fitness:
     import alpaca_eval
 
     model_id = spec.model_id or Path(model_dir).name
-    output_dir = Path(spec.output_dir) if spec.output_dir else (
-        Path(model_dir) / "alpaca_eval" if Path(model_dir).is_dir() else cache_root() / "alpaca_eval" / model_id
-    )  # fmt: skip
+    output_dir = (
+        Path(spec.output_dir)
+        if spec.output_dir
+        else (
+            Path(model_dir) / "alpaca_eval"
+            if Path(model_dir).is_dir()
+            else cache_root() / "alpaca_eval" / model_id
+        )
+    )
     instances = select_instances(json.loads(fetch(spec.reference_outputs).read_text()), spec.max_instances)
     outputs = model_outputs(str(model_dir), model_id, instances, output_dir / "model_outputs.json", spec)
     config = write_annotator_config(output_dir / "annotator", spec)
     leaderboard, annotations = alpaca_eval.evaluate(
-        model_outputs=outputs, reference_outputs=[dict(r) for r in instances], annotators_config=str(config),
-        name=model_id, output_path=output_dir, precomputed_leaderboard=None, is_return_instead_of_print=True,
+        model_outputs=outputs,
+        reference_outputs=[dict(r) for r in instances],
+        annotators_config=str(config),
+        name=model_id,
+        output_path=output_dir,
+        precomputed_leaderboard=None,
+        is_return_instead_of_print=True,
         fn_metric=_metrics(output_dir / "annotator" / "glm_weights"),
         caching_path=output_dir / "annotator" / "annotations_cache.json",
         annotation_kwargs={"client_kwargs": {"api_key": spec.judge.api_key()}},
-    )  # fmt: skip
+    )
     row = leaderboard.loc[model_id].to_dict()
     preferences = [a.get("preference") for a in annotations]
     unparseable = sum(p is None or (isinstance(p, float) and math.isnan(p)) for p in preferences)
@@ -162,9 +197,14 @@ def evaluate(model_dir: str | Path, spec: AlpacaEvalSpec) -> Fitness:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m evaluators.alpaca_eval", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("--model", required=True, help="checkpoint dir, hub id, or smollm2-135m-instruct / tiny")
+    parser = argparse.ArgumentParser(
+        prog="python -m evaluators.alpaca_eval",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--model", required=True, help="checkpoint dir, hub id, or smollm2-135m-instruct / tiny"
+    )
     parser.add_argument("--output-dir", type=Path, required=True)
     parser.add_argument("--model-id", default=None)
     parser.add_argument("--reference-outputs", default=ALPACA_EVAL_REFERENCE_OUTPUTS, help="path or URL")
@@ -176,16 +216,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     add_judge_arguments(parser, default_model="gpt-4-1106-preview")
     args = parser.parse_args(argv)
     spec = AlpacaEvalSpec(
-        judge=judge_from_arguments(args, default_max_tokens=0), output_dir=str(args.output_dir),
-        model_id=args.model_id, reference_outputs=args.reference_outputs, max_instances=args.max_instances,
-        base_annotator=args.base_annotator, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+        judge=judge_from_arguments(args, default_max_tokens=0),
+        output_dir=str(args.output_dir),
+        model_id=args.model_id,
+        reference_outputs=args.reference_outputs,
+        max_instances=args.max_instances,
+        base_annotator=args.base_annotator,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
         conv_template=args.conv_template,
-    )  # fmt: skip
+    )
     fitness = evaluate(args.model, spec)
     print_fitness("AlpacaEval LC win rate", fitness, args.output_dir)
     details = fitness.details
-    print(f"win rate: {details['win_rate']:.2f} ± {details['win_rate_stderr']:.2f}; "
-          f"unparseable annotations: {details['n_unparseable']}/{details['n_annotations']}")
+    print(
+        f"win rate: {details['win_rate']:.2f} ± {details['win_rate_stderr']:.2f}; "
+        f"unparseable annotations: {details['n_unparseable']}/{details['n_annotations']}"
+    )
     if "lc_error" in details:
         print(f"length-controlled win rate unavailable: {details['lc_error']}")
 

@@ -49,7 +49,9 @@ def render(tokenizer: Tokenizer, messages: Messages, conv_template: str | None =
         if message["role"] == "system":
             conv.set_system_message(message["content"])
         else:
-            conv.append_message(conv.roles[0] if message["role"] == "user" else conv.roles[1], message["content"])
+            conv.append_message(
+                conv.roles[0] if message["role"] == "user" else conv.roles[1], message["content"]
+            )
     conv.append_message(conv.roles[1], None)
     return conv.get_prompt()
 
@@ -80,8 +82,13 @@ def generate(
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
     results: list[list[str]] = [[] for _ in prompts]
     sampling = config.temperature > 0
-    options = dict(max_new_tokens=config.max_new_tokens, do_sample=sampling, num_return_sequences=config.n,
-                   eos_token_id=_stop_ids(model, tokenizer), pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+    options = dict(
+        max_new_tokens=config.max_new_tokens,
+        do_sample=sampling,
+        num_return_sequences=config.n,
+        eos_token_id=_stop_ids(model, tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+    )
     if sampling:
         options.update(temperature=config.temperature, top_p=config.top_p, top_k=0)
     else:
@@ -93,7 +100,9 @@ def generate(
             batch = order[start : start + config.batch_size]
             inputs = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt")
             output = model.generate(**inputs, **options)
-            texts = tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+            texts = tokenizer.batch_decode(
+                output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True
+            )
             for row, index in enumerate(batch):
                 results[index] = [t.strip() for t in texts[row * config.n : (row + 1) * config.n]]
             progress.advance(task, len(batch) * config.n)

@@ -47,15 +47,22 @@ class JudgeConfig:
 
     def client(self) -> openai.OpenAI:
         """A client that retries connection errors, 408/409/429 and 5xx with exponential backoff."""
-        return openai.OpenAI(base_url=self.base_url, api_key=self.api_key(), max_retries=self.max_retries,
-                             timeout=self.timeout_s)  # fmt: skip
+        return openai.OpenAI(
+            base_url=self.base_url,
+            api_key=self.api_key(),
+            max_retries=self.max_retries,
+            timeout=self.timeout_s,
+        )
 
 
 def complete(client: openai.OpenAI, config: JudgeConfig, messages: list[dict[str, str]]) -> str:
     """The judge's reply, or `ERROR_OUTPUT` when the request still fails after the client's retries."""
     try:
         response = client.chat.completions.create(
-            model=config.model, messages=messages, temperature=config.temperature, max_tokens=config.max_tokens
+            model=config.model,
+            messages=messages,
+            temperature=config.temperature,
+            max_tokens=config.max_tokens,
         )
     except openai.APIError:
         return ERROR_OUTPUT
@@ -78,15 +85,24 @@ def run_parallel(
 
 def add_judge_arguments(parser: argparse.ArgumentParser, default_model: str) -> None:
     group = parser.add_argument_group("judge (any OpenAI-compatible endpoint)")
-    group.add_argument("--judge-base-url", default=None, help="e.g. http://127.0.0.1:8080/v1 (default: OpenAI)")
+    group.add_argument(
+        "--judge-base-url", default=None, help="e.g. http://127.0.0.1:8080/v1 (default: OpenAI)"
+    )
     group.add_argument("--judge-model", default=default_model)
-    group.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", help="environment variable with the key")
+    group.add_argument(
+        "--judge-api-key-env", default="OPENAI_API_KEY", help="environment variable with the key"
+    )
     group.add_argument("--judge-max-tokens", type=int, default=None, help="default: the benchmark's own")
     group.add_argument("--judge-parallel", type=int, default=4, help="concurrent judge requests")
     group.add_argument("--judge-max-retries", type=int, default=6)
 
 
 def judge_from_arguments(args: argparse.Namespace, default_max_tokens: int) -> JudgeConfig:
-    return JudgeConfig(model=args.judge_model, base_url=args.judge_base_url, api_key_env=args.judge_api_key_env,
-                       max_tokens=args.judge_max_tokens or default_max_tokens, parallel=args.judge_parallel,
-                       max_retries=args.judge_max_retries)  # fmt: skip
+    return JudgeConfig(
+        model=args.judge_model,
+        base_url=args.judge_base_url,
+        api_key_env=args.judge_api_key_env,
+        max_tokens=args.judge_max_tokens or default_max_tokens,
+        parallel=args.judge_parallel,
+        max_retries=args.judge_max_retries,
+    )

@@ -27,7 +27,14 @@ from fastchat.conversation import get_conv_template
 
 from evaluators.cli import print_fitness
 from evaluators.fitness import Fitness, mean_stderr
-from evaluators.judge import ERROR_OUTPUT, JudgeConfig, add_judge_arguments, complete, judge_from_arguments, run_parallel
+from evaluators.judge import (
+    ERROR_OUTPUT,
+    JudgeConfig,
+    add_judge_arguments,
+    complete,
+    judge_from_arguments,
+    run_parallel,
+)
 from evaluators.mt_bench_answers import generate_answers, load_jsonl_by_id
 from evaluators.sources import MT_BENCH_JUDGE_PROMPTS, MT_BENCH_QUESTIONS, MT_BENCH_REFERENCE_ANSWERS, fetch
 from trainer.models import cache_root
@@ -103,10 +110,14 @@ def make_tasks(
         turns = answers[qid]["choices"][0]["turns"]
         needs_reference = question["category"] in NEED_REF_CATS
         if needs_reference and qid not in references:
-            raise ValueError(f"question {qid} ({question['category']}) needs a reference answer; none in the file")
+            raise ValueError(
+                f"question {qid} ({question['category']}) needs a reference answer; none in the file"
+            )
         reference = references[qid]["choices"][0]["turns"] if needs_reference else []
         for turn in range(1, min(len(question["turns"]), 2) + 1):
-            name = ("single-math-v1" if needs_reference else "single-v1") + ("-multi-turn" if turn == 2 else "")
+            name = ("single-math-v1" if needs_reference else "single-v1") + (
+                "-multi-turn" if turn == 2 else ""
+            )
             template = judge_prompts[name]
             kwargs = {f"ref_answer_{i + 1}": reference[i] for i in range(turn)} if needs_reference else {}
             if turn == 1:
@@ -115,9 +126,12 @@ def make_tasks(
                 )
             else:
                 user_prompt = template["prompt_template"].format(
-                    question_1=question["turns"][0], question_2=question["turns"][1],
-                    answer_1=turns[0], answer_2=turns[1], **kwargs,
-                )  # fmt: skip
+                    question_1=question["turns"][0],
+                    question_2=question["turns"][1],
+                    answer_1=turns[0],
+                    answer_2=turns[1],
+                    **kwargs,
+                )
             tasks.append(JudgeTask(qid, turn, (judge_model, name), template["system_prompt"], user_prompt))
     return tasks
 
@@ -139,11 +153,16 @@ def _row_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
     return (row["question_id"], row["turn"], *row["judge"], row["model"])
 
 
-def run_judgments(tasks: Sequence[JudgeTask], model_id: str, path: Path, judge: JudgeConfig) -> tuple[list[dict], int]:
+def run_judgments(
+    tasks: Sequence[JudgeTask], model_id: str, path: Path, judge: JudgeConfig
+) -> tuple[list[dict], int]:
     """Judgment rows for `tasks` (stored ones reused) and the number of new judge calls made."""
-    stored = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-    reusable = {_row_key(row): row for row in stored
-                if row["judgment"] != ERROR_OUTPUT and row["model"] == model_id}  # fmt: skip
+    stored = (
+        [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    )
+    reusable = {
+        _row_key(row): row for row in stored if row["judgment"] != ERROR_OUTPUT and row["model"] == model_id
+    }
     results: dict[tuple[Any, ...], dict] = {}
     todo = []
     for task in tasks:
@@ -158,10 +177,16 @@ def run_judgments(tasks: Sequence[JudgeTask], model_id: str, path: Path, judge: 
 
     def grade(task: JudgeTask) -> dict:
         judgment = complete(client, judge, judge_messages(task))
-        row = {"question_id": task.question_id, "model": model_id, "judge": list(task.judge),
-               "user_prompt": task.user_prompt, "judgment": judgment,
-               "score": -1 if judgment == ERROR_OUTPUT else parse_rating(judgment),
-               "turn": task.turn, "tstamp": time.time()}  # fmt: skip
+        row = {
+            "question_id": task.question_id,
+            "model": model_id,
+            "judge": list(task.judge),
+            "user_prompt": task.user_prompt,
+            "judgment": judgment,
+            "score": -1 if judgment == ERROR_OUTPUT else parse_rating(judgment),
+            "turn": task.turn,
+            "tstamp": time.time(),
+        }
         with lock, path.open("a") as out:  # appended at once: an interrupted run keeps what it paid for
             out.write(json.dumps(row) + "\n")
         return row
@@ -205,23 +230,42 @@ def evaluate(model_dir: str | Path, spec: MTBenchSpec) -> Fitness:
     output_dir = Path(spec.output_dir) if spec.output_dir else default_output_dir(model_dir, model_id)
     questions = load_questions(spec)
     answer_file = output_dir / "model_answer" / f"{model_id}.jsonl"
-    answers = generate_answers(str(model_dir), model_id, questions, answer_file, spec.max_new_tokens,
-                               spec.batch_size, spec.conv_template, spec.seed)  # fmt: skip
+    answers = generate_answers(
+        str(model_dir),
+        model_id,
+        questions,
+        answer_file,
+        spec.max_new_tokens,
+        spec.batch_size,
+        spec.conv_template,
+        spec.seed,
+    )
     references = load_jsonl_by_id(fetch(spec.reference_answers))
-    tasks = make_tasks(questions, answers, load_judge_prompts(fetch(spec.judge_prompts)), references, spec.judge.model)
+    tasks = make_tasks(
+        questions, answers, load_judge_prompts(fetch(spec.judge_prompts)), references, spec.judge.model
+    )
     path = judgment_file(output_dir, spec.judge.model)
     rows, new_calls = run_judgments(tasks, model_id, path, spec.judge)
     fitness = score(rows, {q["question_id"]: q["category"] for q in questions})
     files = {"answer_file": str(answer_file), "judgment_file": str(path)}
-    return Fitness(fitness.score, fitness.stderr, fitness.n, dict(fitness.details) | files | {"judge_calls": new_calls})
+    return Fitness(
+        fitness.score, fitness.stderr, fitness.n, dict(fitness.details) | files | {"judge_calls": new_calls}
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m evaluators.mt_bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("--model", required=True, help="checkpoint dir, hub id, or smollm2-135m-instruct / tiny")
+    parser = argparse.ArgumentParser(
+        prog="python -m evaluators.mt_bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--model", required=True, help="checkpoint dir, hub id, or smollm2-135m-instruct / tiny"
+    )
     parser.add_argument("--output-dir", type=Path, required=True)
-    parser.add_argument("--model-id", default=None, help="name in the answer/judgment files (default: dir name)")
+    parser.add_argument(
+        "--model-id", default=None, help="name in the answer/judgment files (default: dir name)"
+    )
     parser.add_argument("--question-file", default=MT_BENCH_QUESTIONS, help="path or URL")
     parser.add_argument("--judge-prompts", default=MT_BENCH_JUDGE_PROMPTS, help="path or URL")
     parser.add_argument("--reference-answers", default=MT_BENCH_REFERENCE_ANSWERS, help="path or URL")
@@ -233,16 +277,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     add_judge_arguments(parser, default_model="gpt-4")
     args = parser.parse_args(argv)
     spec = MTBenchSpec(
-        judge=judge_from_arguments(args, JUDGE_MAX_TOKENS), output_dir=str(args.output_dir), model_id=args.model_id,
-        question_file=args.question_file, judge_prompts=args.judge_prompts, reference_answers=args.reference_answers,
+        judge=judge_from_arguments(args, JUDGE_MAX_TOKENS),
+        output_dir=str(args.output_dir),
+        model_id=args.model_id,
+        question_file=args.question_file,
+        judge_prompts=args.judge_prompts,
+        reference_answers=args.reference_answers,
         question_ids=tuple(int(i) for i in args.question_ids.split(",") if i.strip()),
-        max_questions=args.max_questions, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+        max_questions=args.max_questions,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
         conv_template=args.conv_template,
-    )  # fmt: skip
+    )
     fitness = evaluate(args.model, spec)
     print_fitness("MT-Bench score", fitness, args.output_dir)
-    print(f"unparseable ratings: {fitness.details['n_unparseable']}, judge errors: {fitness.details['n_errors']}, "
-          f"new judge calls: {fitness.details['judge_calls']}")
+    print(
+        f"unparseable ratings: {fitness.details['n_unparseable']}, judge errors: {fitness.details['n_errors']}, "
+        f"new judge calls: {fitness.details['judge_calls']}"
+    )
 
 
 if __name__ == "__main__":

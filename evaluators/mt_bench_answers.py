@@ -20,9 +20,16 @@ from evaluators.generation import Messages, SamplingConfig, chat, load_model
 
 # FastChat's fastchat/llm_judge/common.py (that module imports anthropic, so the values are restated here).
 TEMPERATURE_CONFIG = {
-    "writing": 0.7, "roleplay": 0.7, "extraction": 0.0, "math": 0.0, "coding": 0.0, "reasoning": 0.0,
-    "stem": 0.1, "humanities": 0.1, "arena-hard-200": 0.0,
-}  # fmt: skip
+    "writing": 0.7,
+    "roleplay": 0.7,
+    "extraction": 0.0,
+    "math": 0.0,
+    "coding": 0.0,
+    "reasoning": 0.0,
+    "stem": 0.1,
+    "humanities": 0.1,
+    "arena-hard-200": 0.0,
+}
 DEFAULT_TEMPERATURE = 0.7
 
 
@@ -56,16 +63,31 @@ def generate_answers(
         by_temperature: dict[float, list[Mapping[str, Any]]] = defaultdict(list)
         for question in missing:
             if turn < len(question["turns"]):
-                by_temperature[TEMPERATURE_CONFIG.get(question["category"], DEFAULT_TEMPERATURE)].append(question)
+                by_temperature[TEMPERATURE_CONFIG.get(question["category"], DEFAULT_TEMPERATURE)].append(
+                    question
+                )
         for temperature, group in sorted(by_temperature.items()):
-            conversations = [history[q["question_id"]] + [{"role": "user", "content": q["turns"][turn]}]
-                             for q in group]  # fmt: skip
-            config = SamplingConfig(max_new_tokens=max_new_tokens, temperature=temperature,
-                                    batch_size=batch_size, seed=seed + turn)  # fmt: skip
-            outputs = chat(policy, tokenizer, conversations, config, conv_template,
-                           description=f"MT-Bench turn {turn + 1} (T={temperature})")  # fmt: skip
+            conversations = [
+                history[q["question_id"]] + [{"role": "user", "content": q["turns"][turn]}] for q in group
+            ]
+            config = SamplingConfig(
+                max_new_tokens=max_new_tokens,
+                temperature=temperature,
+                batch_size=batch_size,
+                seed=seed + turn,
+            )
+            outputs = chat(
+                policy,
+                tokenizer,
+                conversations,
+                config,
+                conv_template,
+                description=f"MT-Bench turn {turn + 1} (T={temperature})",
+            )
             for question, conversation, output in zip(group, conversations, outputs, strict=True):
-                history[question["question_id"]] = conversation + [{"role": "assistant", "content": output[0]}]
+                history[question["question_id"]] = conversation + [
+                    {"role": "assistant", "content": output[0]}
+                ]
                 replies[question["question_id"]].append(output[0])
     for question in missing:
         answers[question["question_id"]] = {

@@ -44,9 +44,12 @@ class ProxySpec:
 def _ids(tokenizer: Tokenizer, prompt: str | list, completion: str | list) -> tuple[list[int], list[int]]:
     """(prompt ids, completion ids) as TRL's DPO trainer splits them."""
     if isinstance(prompt, list):
-        prompt_ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True,
-                                                   return_dict=True)["input_ids"]  # fmt: skip
-        full_ids = tokenizer.apply_chat_template(prompt + completion, tokenize=True, return_dict=True)["input_ids"]
+        prompt_ids = tokenizer.apply_chat_template(
+            prompt, add_generation_prompt=True, tokenize=True, return_dict=True
+        )["input_ids"]
+        full_ids = tokenizer.apply_chat_template(prompt + completion, tokenize=True, return_dict=True)[
+            "input_ids"
+        ]
     else:
         if not completion.endswith(tokenizer.eos_token):
             completion += tokenizer.eos_token
@@ -66,7 +69,9 @@ def completion_logps(
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     totals = []
     for start in range(0, len(pairs), batch_size):
-        encoded = [_ids(tokenizer, prompt, completion) for prompt, completion in pairs[start : start + batch_size]]
+        encoded = [
+            _ids(tokenizer, prompt, completion) for prompt, completion in pairs[start : start + batch_size]
+        ]
         sequences = [(p + c)[:max_length] for p, c in encoded]
         width = max(len(s) for s in sequences)
         input_ids = torch.full((len(sequences), width), pad, dtype=torch.long)
@@ -82,12 +87,16 @@ def completion_logps(
     return torch.cat(totals)
 
 
-def _pair_logps(model: PreTrainedModel, tokenizer: Tokenizer, rows: Sequence[dict], spec: ProxySpec) -> torch.Tensor:
+def _pair_logps(
+    model: PreTrainedModel, tokenizer: Tokenizer, rows: Sequence[dict], spec: ProxySpec
+) -> torch.Tensor:
     """(n, 2) summed log-probs of the chosen and rejected completions."""
-    chosen = completion_logps(model, tokenizer, [(r["prompt"], r["chosen"]) for r in rows], spec.batch_size,
-                              spec.max_length)  # fmt: skip
-    rejected = completion_logps(model, tokenizer, [(r["prompt"], r["rejected"]) for r in rows], spec.batch_size,
-                                spec.max_length)  # fmt: skip
+    chosen = completion_logps(
+        model, tokenizer, [(r["prompt"], r["chosen"]) for r in rows], spec.batch_size, spec.max_length
+    )
+    rejected = completion_logps(
+        model, tokenizer, [(r["prompt"], r["rejected"]) for r in rows], spec.batch_size, spec.max_length
+    )
     return torch.stack([chosen, rejected], dim=1)
 
 
@@ -136,8 +145,11 @@ def evaluate(model_dir: str | Path, spec: ProxySpec) -> Fitness:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m evaluators.proxy", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m evaluators.proxy",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--model", required=True)
     parser.add_argument("--data", required=True, help="held-out preference pairs (.jsonl or .json)")
     parser.add_argument("--output-dir", type=Path, required=True)
@@ -146,12 +158,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-pairs", type=int, default=None)
     args = parser.parse_args(argv)
-    spec = ProxySpec(data=args.data, reference=args.reference, beta=args.beta, batch_size=args.batch_size,
-                     max_pairs=args.max_pairs)  # fmt: skip
+    spec = ProxySpec(
+        data=args.data,
+        reference=args.reference,
+        beta=args.beta,
+        batch_size=args.batch_size,
+        max_pairs=args.max_pairs,
+    )
     fitness = evaluate(args.model, spec)
     print_fitness("proxy preference accuracy", fitness, args.output_dir)
-    print(f"mean reward margin {fitness.details['mean_reward_margin']:.4f}, "
-          f"chosen log-prob drift {fitness.details['chosen_logp_drift']:.3f}")
+    print(
+        f"mean reward margin {fitness.details['mean_reward_margin']:.4f}, "
+        f"chosen log-prob drift {fitness.details['chosen_logp_drift']:.3f}"
+    )
 
 
 if __name__ == "__main__":

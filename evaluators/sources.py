@@ -12,9 +12,7 @@ FASTCHAT_DATA = "https://raw.githubusercontent.com/lm-sys/FastChat/main/fastchat
 MT_BENCH_QUESTIONS = f"{FASTCHAT_DATA}/mt_bench/question.jsonl"
 MT_BENCH_JUDGE_PROMPTS = f"{FASTCHAT_DATA}/judge_prompts.jsonl"
 MT_BENCH_REFERENCE_ANSWERS = f"{FASTCHAT_DATA}/mt_bench/reference_answer/gpt-4.jsonl"
-ALPACA_EVAL_REFERENCE_OUTPUTS = (
-    "https://raw.githubusercontent.com/tatsu-lab/alpaca_eval/main/results/gpt4_1106_preview/model_outputs.json"
-)
+ALPACA_EVAL_REFERENCE_OUTPUTS = "https://raw.githubusercontent.com/tatsu-lab/alpaca_eval/main/results/gpt4_1106_preview/model_outputs.json"
 
 
 def fetch(location: str) -> Path:

@@ -65,16 +65,27 @@ def evaluate_model(model: PreTrainedModel, tokenizer: Tokenizer, spec: Verifiabl
     prompts = heldout_prompts(spec)
     started = time.monotonic()
     config = SamplingConfig(max_new_tokens=spec.max_new_tokens, batch_size=spec.batch_size, seed=spec.seed)
-    responses = [rows[0] for rows in chat(model, tokenizer, [[{"role": "user", "content": p.text}] for p in prompts],
-                                          config, description="held-out prompts")]  # fmt: skip
+    responses = [
+        rows[0]
+        for rows in chat(
+            model,
+            tokenizer,
+            [[{"role": "user", "content": p.text}] for p in prompts],
+            config,
+            description="held-out prompts",
+        )
+    ]
     fitness = score_responses(prompts, responses)
     if spec.generations_path:
         path = Path(spec.generations_path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(
-            json.dumps(p.to_json() | {"response": r, "passed": bool(fitness.details["per_item"][p.id])}) + "\n"
-            for p, r in zip(prompts, responses, strict=True)
-        ))  # fmt: skip
+        path.write_text(
+            "".join(
+                json.dumps(p.to_json() | {"response": r, "passed": bool(fitness.details["per_item"][p.id])})
+                + "\n"
+                for p, r in zip(prompts, responses, strict=True)
+            )
+        )
     details = dict(fitness.details) | {"generation_seconds": round(time.monotonic() - started, 1)}
     return Fitness(fitness.score, fitness.stderr, fitness.n, details)
 
@@ -94,9 +105,14 @@ def _families(text: str) -> tuple[str, ...]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m evaluators.verifiable", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("--model", required=True, help="checkpoint dir, hub id, or smollm2-135m-instruct / tiny")
+    parser = argparse.ArgumentParser(
+        prog="python -m evaluators.verifiable",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--model", required=True, help="checkpoint dir, hub id, or smollm2-135m-instruct / tiny"
+    )
     parser.add_argument("--output-dir", type=Path, required=True)
     parser.add_argument("--families", type=_families, default=DEFAULT_FAMILIES, help="comma-separated")
     parser.add_argument("--seed", type=int, default=0)
@@ -117,21 +133,34 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     if args.build_pairs:
         config = PairBuildConfig(
-            model=args.model, families=args.families, n_train_topics=args.n_train_topics,
-            n_proxy_topics=args.n_proxy_topics, samples_per_prompt=args.samples_per_prompt,
-            pairs_per_prompt=args.pairs_per_prompt, temperature=args.temperature,
-            max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed,
-        )  # fmt: skip
+            model=args.model,
+            families=args.families,
+            n_train_topics=args.n_train_topics,
+            n_proxy_topics=args.n_proxy_topics,
+            samples_per_prompt=args.samples_per_prompt,
+            pairs_per_prompt=args.pairs_per_prompt,
+            temperature=args.temperature,
+            max_new_tokens=args.max_new_tokens,
+            batch_size=args.batch_size,
+            seed=args.seed,
+        )
         pairs = build_pairs(config, args.cache_dir, rebuild=args.rebuild)
         for source in (pairs.train_path, pairs.proxy_path, pairs.directory / "meta.json"):
             shutil.copyfile(source, args.output_dir / source.name)
-        print(f"{pairs.stats['n_train_pairs']} training pairs -> {args.output_dir / pairs.train_path.name}; "
-              f"{pairs.stats['n_proxy_pairs']} proxy pairs -> {args.output_dir / pairs.proxy_path.name}")
+        print(
+            f"{pairs.stats['n_train_pairs']} training pairs -> {args.output_dir / pairs.train_path.name}; "
+            f"{pairs.stats['n_proxy_pairs']} proxy pairs -> {args.output_dir / pairs.proxy_path.name}"
+        )
         return
 
-    spec = VerifiableSpec(families=args.families, n_heldout_topics=args.n_heldout_topics, seed=args.seed,
-                          max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                          generations_path=str(args.output_dir / "generations.jsonl"))  # fmt: skip
+    spec = VerifiableSpec(
+        families=args.families,
+        n_heldout_topics=args.n_heldout_topics,
+        seed=args.seed,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        generations_path=str(args.output_dir / "generations.jsonl"),
+    )
     fitness = evaluate(args.model, spec)
     print_fitness("verifiable pass rate", fitness, args.output_dir)
 

@@ -42,14 +42,14 @@ class PairBuildConfig:
 
     model: str = EMBEDDED
     families: tuple[str, ...] = DEFAULT_FAMILIES
-    n_train_topics: int = 40
-    n_proxy_topics: int = 6
+    n_train_topics: int = 30
+    n_proxy_topics: int = 4
     samples_per_prompt: int = 4
     pairs_per_prompt: int = 1
-    temperature: float = 0.9
-    top_p: float = 1.0
+    temperature: float = 0.7
+    top_p: float = 0.9
     max_new_tokens: int = 64
-    batch_size: int = 32
+    batch_size: int = 16
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -130,14 +130,21 @@ def build_pairs(config: PairBuildConfig, cache_dir: Path | None = None, rebuild:
     result = PairSet(directory, directory / "pairs.jsonl", directory / "proxy_pairs.jsonl")
     meta_path = directory / "meta.json"
     if meta_path.exists() and not rebuild:
-        return PairSet(result.directory, result.train_path, result.proxy_path, json.loads(meta_path.read_text()))
+        return PairSet(
+            result.directory, result.train_path, result.proxy_path, json.loads(meta_path.read_text())
+        )
 
     train_topics = TRAIN_TOPICS[: config.n_train_topics]
     proxy_topics = TRAIN_TOPICS[len(TRAIN_TOPICS) - config.n_proxy_topics :] if config.n_proxy_topics else ()
     prompts = make_prompts(config.families, train_topics + proxy_topics, config.seed)
-    sampling = SamplingConfig(max_new_tokens=config.max_new_tokens, temperature=config.temperature,
-                              top_p=config.top_p, n=config.samples_per_prompt, batch_size=config.batch_size,
-                              seed=config.seed)  # fmt: skip
+    sampling = SamplingConfig(
+        max_new_tokens=config.max_new_tokens,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        n=config.samples_per_prompt,
+        batch_size=config.batch_size,
+        seed=config.seed,
+    )
     started = time.monotonic()
     model, tokenizer = load_model(config.model)
     conversations = [[{"role": "user", "content": p.text}] for p in prompts]
@@ -154,10 +161,13 @@ def build_pairs(config: PairBuildConfig, cache_dir: Path | None = None, rebuild:
     rng.shuffle(train_rows)
 
     scratch = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=_ensure(directory.parent)))
-    _write_jsonl(scratch / "samples.jsonl", [
-        p.to_json() | {"responses": rows, "passed": row_labels}
-        for p, rows, row_labels in zip(prompts, responses, labels, strict=True)
-    ])  # fmt: skip
+    _write_jsonl(
+        scratch / "samples.jsonl",
+        [
+            p.to_json() | {"responses": rows, "passed": row_labels}
+            for p, rows, row_labels in zip(prompts, responses, labels, strict=True)
+        ],
+    )
     _write_jsonl(scratch / result.train_path.name, train_rows)
     _write_jsonl(scratch / result.proxy_path.name, proxy_rows)
     stats = {
@@ -169,6 +179,13 @@ def build_pairs(config: PairBuildConfig, cache_dir: Path | None = None, rebuild:
         "sampling_seconds": round(sampling_seconds, 1),
     } | _sample_stats(prompts, labels)
     (scratch / meta_path.name).write_text(json.dumps(stats, indent=2) + "\n")
+    stats = json.loads(json.dumps(stats))  # the same types as a cached build's
     shutil.rmtree(directory, ignore_errors=True)  # a rebuild replaces the old pairs
-    scratch.rename(directory)  # atomic: readers see a complete build or none
+    try:
+        scratch.rename(directory)  # atomic: readers see a complete build or none
+    except OSError:  # a concurrent build of the same config finished first: keep that one
+        shutil.rmtree(scratch, ignore_errors=True)
+        if not meta_path.exists():
+            raise
+        stats = json.loads(meta_path.read_text())
     return PairSet(result.directory, result.train_path, result.proxy_path, stats)

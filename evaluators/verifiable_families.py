@@ -47,7 +47,10 @@ def _words(text: str) -> list[str]:
 
 
 def _make_lowercase(topic: str, rng: random.Random) -> tuple[str, Params]:
-    return f"{_task(topic, rng)} Your entire answer must be in lowercase letters, with no capital letters.", {}
+    return (
+        f"{_task(topic, rng)} Your entire answer must be in lowercase letters, with no capital letters.",
+        {},
+    )
 
 
 def _check_lowercase(response: str, params: Mapping[str, Any]) -> bool:
@@ -134,11 +137,20 @@ def _make_arithmetic(topic: str, rng: random.Random) -> tuple[str, Params]:
     a, b = rng.randint(11, 49), rng.randint(2, 9)
     kind = rng.choice(("add", "sub", "mul"))
     if kind == "add":
-        story, answer = f"Sam read {a} pages about {topic} and then {b} more pages. How many pages did Sam read?", a + b
+        story, answer = (
+            f"Sam read {a} pages about {topic} and then {b} more pages. How many pages did Sam read?",
+            a + b,
+        )
     elif kind == "sub":
-        story, answer = f"A shop had {a} books about {topic} and sold {b} of them. How many books are left?", a - b
+        story, answer = (
+            f"A shop had {a} books about {topic} and sold {b} of them. How many books are left?",
+            a - b,
+        )
     else:
-        story, answer = f"Each of {b} boxes holds {a} pictures of {topic}. How many pictures are there?", a * b
+        story, answer = (
+            f"Each of {b} boxes holds {a} pictures of {topic}. How many pictures are there?",
+            a * b,
+        )
     return f"{story} Answer with the number only.", {"answer": answer}
 
 
@@ -175,11 +187,13 @@ def _make_quotation(topic: str, rng: random.Random) -> tuple[str, Params]:
 
 def _check_quotation(response: str, params: Mapping[str, Any]) -> bool:
     text = response.strip()
-    return len(text) >= 2 and text[0] in "\"“" and text[-1] in "\"”"
+    return len(text) >= 2 and text[0] in '"“' and text[-1] in '"”'
 
 
 def _make_title(topic: str, rng: random.Random) -> tuple[str, Params]:
-    text = f"{_task(topic, rng)} Give your answer a title wrapped in double angular brackets, like <<my title>>."
+    text = (
+        f"{_task(topic, rng)} Give your answer a title wrapped in double angular brackets, like <<my title>>."
+    )
     return text, {}
 
 
@@ -229,4 +243,21 @@ def check(family: str, response: str, params: Mapping[str, Any]) -> bool:
     """Whether `response` satisfies the instruction of `family` with `params`."""
     return FAMILIES[family].check(response, params)
 
-DEFAULT_FAMILIES: tuple[str, ...] = tuple(FAMILIES)
+
+# The families SmolLM2-135M-Instruct sometimes passes and sometimes fails when sampled (measured pass rates at
+# T=0.7 between 0.06 and 0.7): only these yield West-of-N pairs. It never passed lowercase, uppercase or arithmetic
+# (0 of 16 samples and 0 of 8 greedy answers each), so they stay available but out of the default.
+DEFAULT_FAMILIES: tuple[str, ...] = (
+    "max_words",
+    "include_word",
+    "exclude_word",
+    "start_phrase",
+    "end_phrase",
+    "json_key",
+    "bullets",
+    "no_commas",
+    "quotation",
+    "title",
+    "end_question",
+    "postscript",
+)

@@ -14,22 +14,19 @@ from typing import Any
 
 from evaluators.verifiable_families import FAMILIES, check
 
-TRAIN_TOPICS = (
-    "coffee", "volcano", "ocean", "piano", "bicycle", "garden", "library", "rainbow", "desert", "castle",
-    "robot", "honey", "forest", "glacier", "camera", "bridge", "tiger", "chocolate", "telescope", "island",
-    "river", "mountain", "dolphin", "umbrella", "candle", "jungle", "pizza", "satellite", "violin", "penguin",
-    "tornado", "museum", "airport", "lighthouse", "cactus", "butterfly", "kitchen", "compass", "diamond",
-    "elephant", "festival", "harbor", "kangaroo", "lemon", "meadow", "notebook", "orchestra", "parrot",
-    "pyramid", "quilt", "sandwich", "submarine", "tomato", "tractor", "waterfall", "wolf", "yogurt", "zebra",
-    "balloon", "cathedral",
-)  # fmt: skip
-HELDOUT_TOPICS = (
-    "owl", "bakery", "comet", "canyon", "dragonfly", "helicopter", "igloo", "jellyfish", "ladder", "mushroom",
-    "necklace", "octopus", "pancake", "raccoon", "scarf", "skyscraper", "snowflake", "spider", "squirrel",
-    "stadium", "strawberry", "sunflower", "swamp", "teapot", "thunderstorm", "tulip", "turtle", "vineyard",
-    "windmill", "accordion", "avalanche", "bamboo", "beehive", "blizzard", "carousel", "chess", "coral",
-    "ferry", "firework", "hammock",
-)  # fmt: skip
+TRAIN_TOPICS = tuple(
+    "coffee volcano ocean piano bicycle garden library rainbow desert castle robot honey forest glacier "
+    "camera bridge tiger chocolate telescope island river mountain dolphin umbrella candle jungle pizza "
+    "satellite violin penguin tornado museum airport lighthouse cactus butterfly kitchen compass diamond "
+    "elephant festival harbor kangaroo lemon meadow notebook orchestra parrot pyramid quilt sandwich "
+    "submarine tomato tractor waterfall wolf yogurt zebra balloon cathedral".split()
+)
+HELDOUT_TOPICS = tuple(
+    "owl bakery comet canyon dragonfly helicopter igloo jellyfish ladder mushroom necklace octopus "
+    "pancake raccoon scarf skyscraper snowflake spider squirrel stadium strawberry sunflower swamp teapot "
+    "thunderstorm tulip turtle vineyard windmill accordion avalanche bamboo beehive blizzard carousel "
+    "chess coral ferry firework hammock".split()
+)
 
 
 @dataclass(frozen=True)
@@ -46,8 +43,13 @@ class Prompt:
         return check(self.family, response, self.params)
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "family": self.family, "topic": self.topic, "text": self.text,
-                "params": dict(self.params)}  # fmt: skip
+        return {
+            "id": self.id,
+            "family": self.family,
+            "topic": self.topic,
+            "text": self.text,
+            "params": dict(self.params),
+        }
 
 
 def make_prompt(family: str, topic: str, seed: int) -> Prompt:

@@ -77,9 +77,21 @@ class LlamaServer:
 
     def command(self) -> list[str]:
         cfg = self.config
-        command = [sys.executable, "-m", "llama_cpp.server", "--model", str(cfg.model_path),
-                   "--model_alias", self.model, "--host", cfg.host, "--port", str(self.port),
-                   "--n_ctx", str(cfg.n_ctx)]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(cfg.model_path),
+            "--model_alias",
+            self.model,
+            "--host",
+            cfg.host,
+            "--port",
+            str(self.port),
+            "--n_ctx",
+            str(cfg.n_ctx),
+        ]
         if cfg.n_threads:
             command += ["--n_threads", str(cfg.n_threads), "--n_threads_batch", str(cfg.n_threads)]
         return command + list(cfg.extra_args)
@@ -90,8 +102,13 @@ class LlamaServer:
             return self
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log:
-            self._process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                             stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+            self._process = subprocess.Popen(
+                self.command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         atexit.register(self.stop)
         try:
             self._wait_ready()

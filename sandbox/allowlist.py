@@ -1,4 +1,4 @@
-"""The names candidate loss code may use: tensor math only, nothing that reaches files, processes or network.
+"""What candidate loss code may write and use: tensor math only, nothing reaching files, processes, network.
 
 Attribute access is checked against these sets by `sandbox.policy`; `sandbox.compile` builds the restricted
 globals from them. Anything not listed here is refused, so adding a name is a security decision.
@@ -6,9 +6,28 @@ globals from them. Anything not listed here is refused, so adding a name is a se
 
 from __future__ import annotations
 
+import ast
+
 
 def _names(text: str) -> frozenset[str]:
     return frozenset(text.split())
+
+
+def _nodes(text: str) -> tuple[type[ast.AST], ...]:
+    return tuple(getattr(ast, name) for name in text.split())
+
+
+# Statements allowed inside functions (module level allows only imports, numeric constants and functions).
+FUNCTION_STATEMENTS = _nodes(
+    "FunctionDef Return Assign AugAssign AnnAssign If For While Break Continue Pass Expr Assert Import "
+    "ImportFrom"
+)
+# Expression nodes and their helper nodes; no await/yield.
+EXPRESSION_NODES = _nodes(
+    "BoolOp NamedExpr BinOp UnaryOp Lambda IfExp ListComp SetComp DictComp GeneratorExp Compare Call "
+    "Constant Attribute Subscript Starred Name List Tuple Slice Dict Set JoinedStr FormattedValue "
+    "expr_context operator unaryop cmpop boolop arguments arg keyword comprehension alias"
+)
 
 
 # Modules a candidate may import, and the alias kind each binds.

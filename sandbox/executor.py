@@ -160,12 +160,18 @@ class Zygote:
 
 
 class SandboxPool:
-    """A fixed number of warm zygotes shared by any number of threads."""
+    """A fixed number of zygotes shared by any number of threads.
+
+    `start()` warms them all up front; otherwise each starts on first use. A zygote found dead is restarted;
+    after `close()` the pool can still be used (it starts again).
+    """
 
     def __init__(self, size: int = 1, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
         self._zygotes = [Zygote() for _ in range(size)]
         self._idle: queue.Queue[Zygote] = queue.Queue()
+        for zygote in self._zygotes:
+            self._idle.put(zygote)
 
     def __enter__(self) -> SandboxPool:
         return self.start()
@@ -174,17 +180,16 @@ class SandboxPool:
         self.close()
 
     def start(self) -> SandboxPool:
-        """Start every zygote (a few seconds each: they import torch and warm up)."""
+        """Start every zygote that is not running (a few seconds each: they import torch and warm up)."""
         for zygote in self._zygotes:
             if not zygote.alive:
                 zygote.start()
-            self._idle.put(zygote)
         return self
 
     def close(self) -> None:
+        """Stop every zygote and everything it started."""
         for zygote in self._zygotes:
             zygote.close()
-        self._idle = queue.Queue()
 
     @property
     def isolation(self) -> dict[str, bool]:
@@ -208,10 +213,7 @@ class SandboxPool:
         return self._run({"mode": "probe"}).details
 
     def _run(self, message: dict[str, Any]) -> ExecutionResult:
-        try:
-            zygote = self._idle.get(timeout=START_TIMEOUT_S + self.limits.timeout_s + REPLY_GRACE_S)
-        except queue.Empty:
-            return ExecutionResult.failure("sandbox busy: no zygote became free in time")
+        zygote = self._idle.get()
         try:
             if not zygote.alive:
                 zygote.start()

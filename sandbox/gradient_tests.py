@@ -50,10 +50,19 @@ CASES: tuple[Case, ...] = (
 
 
 @dataclass(frozen=True)
+class Failure:
+    """One failed check: which test, on which input case, and what was seen (with the fix, for an LLM)."""
+
+    test: str
+    case: str
+    detail: str
+
+
+@dataclass(frozen=True)
 class GradientReport:
     """The outcome of the gradient tests: `failures` is empty when the loss passed."""
 
-    failures: tuple[str, ...]
+    failures: tuple[Failure, ...]
 
     @property
     def passed(self) -> bool:
@@ -61,9 +70,13 @@ class GradientReport:
 
     @property
     def message(self) -> str:
-        shown = "; ".join(self.failures[:MAX_REPORTED_FAILURES])
-        more = len(self.failures) - MAX_REPORTED_FAILURES
-        return shown + (f" (+{more} more)" if more > 0 else "")
+        """One line per distinct failure, naming every case it happened on, at most MAX_REPORTED_FAILURES."""
+        cases: dict[tuple[str, str], list[str]] = {}
+        for failure in self.failures:
+            cases.setdefault((failure.test, failure.detail), []).append(failure.case)
+        lines = [f"{test}[{', '.join(names)}]: {detail}" for (test, detail), names in cases.items()]
+        more = len(lines) - MAX_REPORTED_FAILURES
+        return "; ".join(lines[:MAX_REPORTED_FAILURES]) + (f" (+{more} more)" if more > 0 else "")
 
 
 class LossCallError(Exception):
@@ -114,20 +127,19 @@ def call_loss(
 
 def run_gradient_tests(loss_fn: LossFn, beta: float = DEFAULT_BETA) -> GradientReport:
     """Run every case; raises LossCallError when loss_fn itself raises."""
-    failures: list[str] = []
+    failures: list[Failure] = []
     outputs: list[torch.Tensor] = []
     for case in CASES:
         out, pol_chosen, pol_rejected = call_loss(loss_fn, case, beta)
         failure = _check_case(case, out, pol_chosen, pol_rejected)
         if failure is not None:
-            failures.append(failure)
+            failures.append(Failure(failure[0], case.name, failure[1]))
         elif case.values:
             outputs.append(out.detach().double())
     if not failures and _constant(outputs):
-        failures.append(
-            f"not_constant: loss_fn returned {outputs[0][0].item():.4g} for every input; the loss must "
-            "depend on the log-probs"
-        )
+        value = f"{outputs[0][0].item():.4g}"
+        detail = f"loss_fn returned {value} for every input; the loss must depend on the log-probs"
+        failures.append(Failure("not_constant", "all", detail))
     return GradientReport(tuple(failures))
 
 
@@ -136,49 +148,51 @@ def _constant(outputs: list[torch.Tensor]) -> bool:
     return bool((values == values[0]).all())
 
 
-def _check_case(case: Case, out: object, pol_chosen: torch.Tensor, pol_rejected: torch.Tensor) -> str | None:
-    tag = f"[{case.name}]"
+def _check_case(
+    case: Case, out: object, pol_chosen: torch.Tensor, pol_rejected: torch.Tensor
+) -> tuple[str, str] | None:
+    """(test name, what was seen) for the first check the case fails, None when it passes."""
     if not isinstance(out, torch.Tensor):
-        return f"output{tag}: loss_fn returned {type(out).__name__}; return a tensor of shape (batch,)"
+        return "output", f"loss_fn returned {type(out).__name__}; return a tensor of shape (batch,)"
     if tuple(out.shape) != (case.batch,):
         hint = "; return one loss per example, do not reduce over the batch" if out.dim() == 0 else ""
-        return f"shape{tag}: expected shape ({case.batch},), got {tuple(out.shape)}{hint}"
+        return "shape", f"expected shape ({case.batch},), got {tuple(out.shape)}{hint}"
     if not out.is_floating_point():
-        return f"dtype{tag}: the loss has dtype {out.dtype}; it must be a floating-point tensor"
+        return "dtype", f"the loss has dtype {out.dtype}; it must be a floating-point tensor"
     if not out.requires_grad:
-        return (
-            f"gradient{tag}: the loss has no gradient with respect to the policy log-probs; do not detach, "
-            "use .item() or build it from constants"
+        return "gradient", (
+            "the loss has no gradient with respect to the policy log-probs; do not detach, use .item() "
+            "or build it from constants"
         )
     if not case.values:
         return None
     bad = ~torch.isfinite(out.detach())
     if bad.any():
         first = int(bad.nonzero()[0])
-        return (
-            f"finite{tag}: {int(bad.sum())} of {case.batch} losses are nan/inf (index {first}: "
-            f"{out[first].item()}); keep exp() arguments bounded, or use F.logsigmoid / F.softplus"
+        return "finite", (
+            f"{int(bad.sum())} of {case.batch} losses are nan/inf (index {first}: {out[first].item()}); "
+            "keep exp() arguments bounded, or use F.logsigmoid / F.softplus"
         )
     grads = torch.autograd.grad(out.sum(), [pol_chosen, pol_rejected], allow_unused=True)
     names = ("policy_chosen_logps", "policy_rejected_logps")
     for name, grad in zip(names, grads, strict=True):
         if grad is None:
-            return f"gradient{tag}: the loss does not depend on {name}"
+            return "gradient", f"the loss does not depend on {name}"
         if not torch.isfinite(grad).all():
-            return f"gradient{tag}: the gradient with respect to {name} has nan/inf values"
+            return "gradient", f"the gradient with respect to {name} has nan/inf values"
     if not any(bool(g.any()) for g in grads):
-        return f"gradient{tag}: all gradients are zero, so training would not move the policy"
+        return "gradient", "all gradients are zero, so training would not move the policy"
     if not case.direction:
         return None
     grad_chosen, grad_rejected = (g.double().sum().item() for g in grads)
     if not grad_chosen < 0.0:
-        return (
-            f"direction{tag}: summed dL/d(policy_chosen_logps) is {grad_chosen:+.3g}, must be < 0: the loss "
-            "must fall as the chosen log-prob rises"
+        return "direction", (
+            f"summed dL/d(policy_chosen_logps) is {grad_chosen:+.3g}, must be < 0: the loss must fall as "
+            "the chosen log-prob rises"
         )
     if not grad_rejected > 0.0:
-        return (
-            f"direction{tag}: summed dL/d(policy_rejected_logps) is {grad_rejected:+.3g}, must be > 0: the "
-            "loss must fall as the rejected log-prob falls"
+        return "direction", (
+            f"summed dL/d(policy_rejected_logps) is {grad_rejected:+.3g}, must be > 0: the loss must fall "
+            "as the rejected log-prob falls"
         )
     return None

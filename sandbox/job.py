@@ -30,8 +30,8 @@ def loss_fn(policy_chosen, policy_rejected, reference_chosen, reference_rejected
 """
 
 
-class _CanonicalTimeout(Exception):
-    pass
+class _CanonicalTimeout(BaseException):
+    """A BaseException, so that sympy's own `except Exception` clauses cannot swallow it."""
 
 
 def describe_exception(exc: BaseException, source: str) -> str:
@@ -62,13 +62,15 @@ def _timed_canonical_form(source: str, entry: str) -> str | None:
         raise _CanonicalTimeout
 
     previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, CANONICAL_BUDGET_S)
+    signal.setitimer(signal.ITIMER_REAL, CANONICAL_BUDGET_S, 0.1)  # re-fires until cleared
     try:
-        return canonical_form(source, entry)
+        try:
+            return canonical_form(source, entry)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
     except _CanonicalTimeout:
         return None
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
 
 

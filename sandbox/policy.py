@@ -10,7 +10,9 @@ import ast
 from dataclasses import dataclass
 
 from sandbox.allowlist import (
+    EXPRESSION_NODES,
     FORBIDDEN_NAMES,
+    FUNCTION_STATEMENTS,
     IMPORTABLE_MODULES,
     MODULE_ATTRS,
     PREBOUND_MODULES,
@@ -22,61 +24,6 @@ MAX_SOURCE_CHARS = 20_000
 MAX_AST_NODES = 5_000
 MAX_VIOLATIONS = 10
 
-_FUNCTION_STATEMENTS = (
-    ast.FunctionDef,
-    ast.Return,
-    ast.Assign,
-    ast.AugAssign,
-    ast.AnnAssign,
-    ast.If,
-    ast.For,
-    ast.While,
-    ast.Break,
-    ast.Continue,
-    ast.Pass,
-    ast.Expr,
-    ast.Assert,
-    ast.Import,
-    ast.ImportFrom,
-)
-_EXPRESSIONS = (
-    ast.BoolOp,
-    ast.NamedExpr,
-    ast.BinOp,
-    ast.UnaryOp,
-    ast.Lambda,
-    ast.IfExp,
-    ast.ListComp,
-    ast.SetComp,
-    ast.DictComp,
-    ast.GeneratorExp,
-    ast.Compare,
-    ast.Call,
-    ast.Constant,
-    ast.Attribute,
-    ast.Subscript,
-    ast.Starred,
-    ast.Name,
-    ast.List,
-    ast.Tuple,
-    ast.Slice,
-    ast.Dict,
-    ast.Set,
-    ast.JoinedStr,
-    ast.FormattedValue,
-)
-_HELPERS = (
-    ast.expr_context,
-    ast.operator,
-    ast.unaryop,
-    ast.cmpop,
-    ast.boolop,
-    ast.arguments,
-    ast.arg,
-    ast.keyword,
-    ast.comprehension,
-    ast.alias,
-)
 _CONSTANT_OPS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow)
 
 
@@ -212,16 +159,22 @@ class _Checker:
             return type(node.value) in (int, float, bool)
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
             return self._numeric_literal(node.operand)
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):  # one level, exponent <= 64
+            exponent = self._plain_number(node.right)
+            return self._plain_number(node.left) is not None and exponent is not None and abs(exponent) <= 64
         if isinstance(node, ast.BinOp) and isinstance(node.op, _CONSTANT_OPS):
-            if isinstance(node.op, ast.Pow) and not self._small_literal(node.right):
-                return False
             return self._numeric_literal(node.left) and self._numeric_literal(node.right)
         return False
 
-    def _small_literal(self, node: ast.expr) -> bool:
+    @staticmethod
+    def _plain_number(node: ast.expr) -> float | None:
+        """The value of `3`, `-2.5` or `+1e-6`; None for anything else."""
+        sign = 1
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-            node = node.operand
-        return isinstance(node, ast.Constant) and type(node.value) in (int, float) and abs(node.value) <= 64
+            sign, node = (-1 if isinstance(node.op, ast.USub) else 1), node.operand
+        if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+            return sign * node.value
+        return None
 
     # ---- statements ---------------------------------------------------------------------------------------
     def check_function(self, node: ast.FunctionDef) -> None:
@@ -247,7 +200,7 @@ class _Checker:
                 self.check_expr(default)
 
     def check_statement(self, node: ast.stmt) -> None:
-        if not isinstance(node, _FUNCTION_STATEMENTS):
+        if not isinstance(node, FUNCTION_STATEMENTS):
             self.add(
                 node.lineno,
                 "statement",
@@ -334,7 +287,7 @@ class _Checker:
         if isinstance(node, ast.Attribute):
             self.check_attribute(node)
             return
-        if not isinstance(node, (*_EXPRESSIONS, *_HELPERS)):
+        if not isinstance(node, EXPRESSION_NODES):
             self.add(getattr(node, "lineno", 1), "expression", f"'{type(node).__name__}' is not allowed")
             return
         if isinstance(node, ast.Name):

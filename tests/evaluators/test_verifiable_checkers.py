@@ -7,27 +7,65 @@ from evaluators.verifiable_prompts import HELDOUT_TOPICS, TRAIN_TOPICS, make_pro
 
 # family -> (params, passing responses, failing responses)
 CASES = {
-    "lowercase": ({}, ["all lower case here.", "coffee is great, 100%"], ["Capital start.", "no CAPS allowed", "123"]),
+    "lowercase": (
+        {},
+        ["all lower case here.", "coffee is great, 100%"],
+        ["Capital start.", "no CAPS allowed", "123"],
+    ),
     "uppercase": ({}, ["ALL CAPS HERE!", "COFFEE: 100% GOOD"], ["ALL CAPS except this", "...", "Mixed Case"]),
-    "max_words": ({"limit": 5}, ["One two three four five.", "Short."],
-                  ["one two three four five six", "", "   "]),
-    "include_word": ({"word": "banana"}, ["I like a Banana.", "banana"], ["bananas are plural", "no fruit here"]),
-    "exclude_word": ({"word": "coffee"}, ["A dark roasted drink.", "Tea is nice."],
-                     ["Coffee is hot.", "I drink coffees daily", ""]),
-    "start_phrase": ({"phrase": "Sure thing:"}, ["Sure thing: here.", "  Sure thing: x"],
-                     ["sure thing: lower", "Well, Sure thing:"]),
-    "end_phrase": ({"phrase": "That is all."}, ["Coffee is hot. That is all.", "That is all.  \n"],
-                   ["That is all. More text", "that is all."]),
-    "json_key": ({"key": "topic"}, ['{"topic": "coffee"}', '```json\n{"topic": 1, "x": 2}\n```'],
-                 ['{"subject": "coffee"}', '["topic"]', 'Here: {"topic": "coffee"}', "{topic: coffee}"]),
-    "arithmetic": ({"answer": 42}, ["42", "The answer is 42.", "42 pages"], ["41", "40 + 2 = 42", "forty-two"]),
-    "bullets": ({"count": 3}, ["- a\n- b\n- c", "Intro:\n* one\n* two\n• three\nDone."],
-                ["- a\n- b", "- a\n- b\n- c\n- d", "1. a\n2. b\n3. c"]),
+    "max_words": (
+        {"limit": 5},
+        ["One two three four five.", "Short."],
+        ["one two three four five six", "", "   "],
+    ),
+    "include_word": (
+        {"word": "banana"},
+        ["I like a Banana.", "banana"],
+        ["bananas are plural", "no fruit here"],
+    ),
+    "exclude_word": (
+        {"word": "coffee"},
+        ["A dark roasted drink.", "Tea is nice."],
+        ["Coffee is hot.", "I drink coffees daily", ""],
+    ),
+    "start_phrase": (
+        {"phrase": "Sure thing:"},
+        ["Sure thing: here.", "  Sure thing: x"],
+        ["sure thing: lower", "Well, Sure thing:"],
+    ),
+    "end_phrase": (
+        {"phrase": "That is all."},
+        ["Coffee is hot. That is all.", "That is all.  \n"],
+        ["That is all. More text", "that is all."],
+    ),
+    "json_key": (
+        {"key": "topic"},
+        ['{"topic": "coffee"}', '```json\n{"topic": 1, "x": 2}\n```'],
+        ['{"subject": "coffee"}', '["topic"]', 'Here: {"topic": "coffee"}', "{topic: coffee}"],
+    ),
+    "arithmetic": (
+        {"answer": 42},
+        ["42", "The answer is 42.", "42 pages"],
+        ["41", "40 + 2 = 42", "forty-two"],
+    ),
+    "bullets": (
+        {"count": 3},
+        ["- a\n- b\n- c", "Intro:\n* one\n* two\n• three\nDone."],
+        ["- a\n- b", "- a\n- b\n- c\n- d", "1. a\n2. b\n3. c"],
+    ),
     "no_commas": ({}, ["No commas at all.", "Hello there"], ["One, two.", ""]),
     "quotation": ({}, ['"Quoted answer."', "“Curly quotes”"], ['"Open only', "Not quoted", '"']),
     "title": ({}, ["<<Coffee Time>>\nText.", "Text then <<a title>>"], ["<<>> text", "<Coffee>", "<< \n >>"]),
-    "end_question": ({}, ["Do you like coffee?", "Coffee is hot. Want some?  "], ["Is it? Yes.", "No question."]),
-    "postscript": ({}, ["Body text.\nP.S. One more thing."], ["P.S. at the very start", "Body text. PS no dots"]),
+    "end_question": (
+        {},
+        ["Do you like coffee?", "Coffee is hot. Want some?  "],
+        ["Is it? Yes.", "No question."],
+    ),
+    "postscript": (
+        {},
+        ["Body text.\nP.S. One more thing."],
+        ["P.S. at the very start", "Body text. PS no dots"],
+    ),
 }
 
 
@@ -68,13 +106,17 @@ def test_prompts_are_deterministic_and_independent_of_the_other_families():
     alone = make_prompt("max_words", "owl", seed=7)
     together = {p.id: p for p in make_prompts(FAMILIES, ["owl", "comet"], seed=7)}
     assert together["max_words/owl"] == alone
-    seeds = {make_prompt("include_word", topic, seed=s).params["word"] for topic in TRAIN_TOPICS for s in range(3)}
+    seeds = {
+        make_prompt("include_word", topic, seed=s).params["word"] for topic in TRAIN_TOPICS for s in range(3)
+    }
     assert len(seeds) > 1  # parameters vary across prompts
 
 
 def test_heldout_topics_never_appear_in_training():
     assert not set(TRAIN_TOPICS) & set(HELDOUT_TOPICS)
-    for train in TRAIN_TOPICS:  # no topic is a prefix of another one, which the exclude_word checker relies on
+    for (
+        train
+    ) in TRAIN_TOPICS:  # no topic is a prefix of another one, which the exclude_word checker relies on
         assert not any(h.startswith(train) or train.startswith(h) for h in HELDOUT_TOPICS)
     assert topics("heldout", 5) == HELDOUT_TOPICS[:5]
     with pytest.raises(ValueError):
@@ -84,4 +126,3 @@ def test_heldout_topics_never_appear_in_training():
 def test_unknown_family_is_rejected():
     with pytest.raises(ValueError, match="unknown verifiable families"):
         make_prompts(["lowercase", "nope"], ["owl"], seed=0)
-

@@ -102,6 +102,7 @@ ATTACKS = [
     ("decorator", "@print\n" + loss_source(), "statement"),
     ("module-level-call", loss_source(header="torch.set_num_threads(64)"), "module-level"),
     ("module-level-pow-bomb", loss_source(header="BIG = 10 ** 10 ** 10"), "module-level"),
+    ("module-level-nested-pow", loss_source(header="BIG = ((9 ** 64) ** 64) ** 64"), "module-level"),
     ("huge-output", loss_source("    print('x' * 10 ** 9)\n"), "forbidden-name"),
     ("unbounded-math", loss_source("    math.factorial(10 ** 7)\n"), "attribute"),
     ("no-entry", "def not_the_loss(a, b, c, d, beta):\n    return a - b\n", "entry"),

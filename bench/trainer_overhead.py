@@ -1,0 +1,134 @@
+"""PreferenceTrainer vs TRL's stock DPOTrainer, measured side by side in one run.
+
+(a) steps/s of PreferenceTrainer(sigmoid) / DPOTrainer(sigmoid), both with a live reference model (target >= 0.95);
+(b) wall time of 4 candidate losses sharing the reference cache / 4 independent DPOTrainer runs of the same
+    losses (target <= 0.8).
+
+    python bench/trainer_overhead.py [--models tiny smollm2-135m-instruct] [--steps 12] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+from transformers import TrainerCallback
+from trl import DPOConfig, DPOTrainer
+
+from trainer.config import PreferenceConfig
+from trainer.models import load_policy
+from trainer.trainer import PreferenceTrainer
+
+CANDIDATES = ["sigmoid", "hinge", "ipo", "discopop"]  # losses both trainers implement
+WORDS = "the river carries light stone and sand down to a quiet sea under old bridges".split()
+
+
+def pairs(n: int) -> Dataset:
+    rows = []
+    for i in range(n):
+        body = " ".join(WORDS[(i + k) % len(WORDS)] for k in range(40))
+        rows.append(
+            {
+                "prompt": [{"role": "user", "content": f"Describe scene {i} in plain lowercase words."}],
+                "chosen": [{"role": "assistant", "content": body}],
+                "rejected": [{"role": "assistant", "content": body.upper().replace(" ", ", ")}],
+            }
+        )
+    return Dataset.from_list(rows)
+
+
+class StepClock(TrainerCallback):
+    """Times steps 2..N so that start-up and the first step's warm-up are excluded."""
+
+    def __init__(self) -> None:
+        self.marks: list[float] = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.marks.append(time.perf_counter())
+
+    @property
+    def steps_per_second(self) -> float:
+        return (len(self.marks) - 1) / (self.marks[-1] - self.marks[0])
+
+
+def common(out: str, steps: int, batch: int) -> dict:
+    return dict(
+        output_dir=out, max_steps=steps, per_device_train_batch_size=batch, learning_rate=1e-5, beta=0.1,
+        max_length=192, report_to="none", use_cpu=True, bf16=False, save_strategy="no", logging_steps=steps,
+        disable_tqdm=True, seed=0,
+    )
+
+
+def run(kind: str, model_name: str, loss: str, data: Dataset, steps: int, batch: int, cache: str | None) -> tuple:
+    model, tokenizer = load_policy(model_name)
+    clock = StepClock()
+    with tempfile.TemporaryDirectory() as out:
+        started = time.perf_counter()
+        if kind == "ours":
+            args = PreferenceConfig(loss=loss, ref_cache_dir=cache, **common(out, steps, batch))
+            trainer = PreferenceTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
+        else:
+            args = DPOConfig(loss_type=[loss], **common(out, steps, batch))
+            trainer = DPOTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
+        trainer.add_callback(clock)
+        trainer.train()
+        wall = time.perf_counter() - started
+    return clock.steps_per_second, wall
+
+
+def bench_model(model_name: str, steps: int, batch: int, repeats: int) -> dict:
+    data = pairs(steps * batch)
+    load_policy(model_name)  # materialize the checkpoint outside the timings
+    ours, trl = [], []
+    for _ in range(repeats):  # interleaved so that machine noise hits both alike
+        ours.append(run("ours", model_name, "sigmoid", data, steps, batch, None)[0])
+        trl.append(run("trl", model_name, "sigmoid", data, steps, batch, None)[0])
+    with tempfile.TemporaryDirectory() as cache:
+        shared = sum(run("ours", model_name, loss, data, steps, batch, cache)[1] for loss in CANDIDATES)
+    independent = sum(run("trl", model_name, loss, data, steps, batch, None)[1] for loss in CANDIDATES)
+    result = {
+        "steps": steps,
+        "batch_size": batch,
+        "ours_steps_per_s": statistics.median(ours),
+        "trl_steps_per_s": statistics.median(trl),
+        "steps_per_s_ratio": statistics.median(ours) / statistics.median(trl),
+        "shared_cache_4_candidates_s": shared,
+        "independent_trl_4_candidates_s": independent,
+        "wall_time_ratio": shared / independent,
+    }
+    print(
+        f"{model_name}: steps/s ours {result['ours_steps_per_s']:.3f} / TRL {result['trl_steps_per_s']:.3f} = "
+        f"{result['steps_per_s_ratio']:.3f} (target >= 0.95); 4 candidates shared cache {shared:.1f}s / "
+        f"4 TRL runs {independent:.1f}s = {result['wall_time_ratio']:.3f} (target <= 0.8)"
+    )
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["tiny", "smollm2-135m-instruct"])
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "trainer_overhead.json"))
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    torch.manual_seed(0)
+    results = {
+        "machine": {"threads": torch.get_num_threads(), "torch": torch.__version__},
+        "models": {m: bench_model(m, args.steps, args.batch_size, args.repeats) for m in args.models},
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

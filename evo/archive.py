@@ -1,0 +1,216 @@
+"""The run's archive: one SQLite file (WAL) holding every candidate and what happened to it.
+
+Only the driver writes. A candidate moves through ``proposed`` -> ``invalid`` | ``duplicate`` | ``training`` ->
+``done`` | ``failed``; ``unparseable`` marks LLM output that held no code. Every status carries a reason, so the
+next prompt can show the LLM what went wrong."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+STATUSES = ("proposed", "unparseable", "invalid", "duplicate", "training", "done", "failed")
+FINAL = ("unparseable", "invalid", "duplicate", "done", "failed")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS candidates (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    generation INTEGER NOT NULL,
+    proposer TEXT NOT NULL,
+    parent_ids TEXT NOT NULL DEFAULT '[]',
+    name TEXT NOT NULL DEFAULT '',
+    thought TEXT NOT NULL DEFAULT '',
+    code TEXT NOT NULL DEFAULT '',
+    loss TEXT,
+    expression TEXT,
+    fingerprint TEXT,
+    canonical TEXT,
+    status TEXT NOT NULL,
+    reason TEXT,
+    duplicate_of INTEGER,
+    fitness REAL,
+    stderr REAL,
+    n INTEGER,
+    metrics TEXT NOT NULL DEFAULT '{}',
+    timings TEXT NOT NULL DEFAULT '{}',
+    repair_round INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    llm_tokens_in INTEGER NOT NULL DEFAULT 0,
+    llm_tokens_out INTEGER NOT NULL DEFAULT 0,
+    llm_cost REAL NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS by_status ON candidates(status);
+CREATE INDEX IF NOT EXISTS by_fingerprint ON candidates(fingerprint);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+_JSON = ("parent_ids", "metrics", "timings")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    id: int
+    generation: int
+    proposer: str
+    status: str
+    parent_ids: list = field(default_factory=list)
+    name: str = ""
+    thought: str = ""
+    code: str = ""
+    loss: str | None = None  # registry name for baselines, None for proposed code
+    expression: str | None = None  # sympy srepr when the proposer built it symbolically
+    fingerprint: str | None = None
+    canonical: str | None = None
+    reason: str | None = None
+    duplicate_of: int | None = None
+    fitness: float | None = None
+    stderr: float | None = None
+    n: int | None = None
+    metrics: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+    repair_round: int = 0
+    attempts: int = 0
+    llm_tokens_in: int = 0
+    llm_tokens_out: int = 0
+    llm_cost: float = 0.0
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+_COLUMNS = [f.name for f in fields(Candidate)]
+
+
+class Archive:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # ---- writes -------------------------------------------------------------------------------------------------
+    def add(self, generation: int, proposer: str, status: str = "proposed", **values: Any) -> int:
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}")
+        now = time.time()
+        row = {"generation": generation, "proposer": proposer, "status": status, "created_at": now, "updated_at": now}
+        row.update(values)
+        for key in _JSON:
+            if key in row:
+                row[key] = json.dumps(row[key])
+        names = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        with self._transaction() as db:
+            cursor = db.execute(f"INSERT INTO candidates ({names}) VALUES ({marks})", list(row.values()))
+        return int(cursor.lastrowid)
+
+    def update(self, candidate_id: int, **values: Any) -> None:
+        if "status" in values and values["status"] not in STATUSES:
+            raise ValueError(f"unknown status {values['status']!r}")
+        unknown = set(values) - set(_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown column(s) {sorted(unknown)}")
+        values["updated_at"] = time.time()
+        for key in _JSON:
+            if key in values:
+                values[key] = json.dumps(values[key])
+        assignments = ", ".join(f"{k} = ?" for k in values)
+        with self._transaction() as db:
+            db.execute(f"UPDATE candidates SET {assignments} WHERE id = ?", [*values.values(), candidate_id])
+
+    def set_meta(self, key: str, value: Any) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return json.loads(row["value"]) if row else default
+
+    # ---- reads --------------------------------------------------------------------------------------------------
+    @staticmethod
+    def _candidate(row: sqlite3.Row) -> Candidate:
+        data = dict(row)
+        for key in _JSON:
+            data[key] = json.loads(data[key])
+        return Candidate(**data)
+
+    def _select(self, where: str = "1", params: tuple = (), order: str = "id", limit: int | None = None) -> list:
+        sql = f"SELECT * FROM candidates WHERE {where} ORDER BY {order}"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [self._candidate(r) for r in self._db.execute(sql, params).fetchall()]
+
+    def get(self, candidate_id: int) -> Candidate:
+        found = self._select("id = ?", (candidate_id,))
+        if not found:
+            raise KeyError(f"no candidate {candidate_id}")
+        return found[0]
+
+    def all(self) -> list[Candidate]:
+        return self._select()
+
+    def by_status(self, *statuses: str) -> list[Candidate]:
+        marks = ", ".join("?" for _ in statuses)
+        return self._select(f"status IN ({marks})", statuses)
+
+    def in_generation(self, generation: int) -> list[Candidate]:
+        return self._select("generation = ?", (generation,))
+
+    def top(self, k: int) -> list[Candidate]:
+        return self._select("status = 'done' AND fitness IS NOT NULL", order="fitness DESC, id", limit=k)
+
+    def recent(self, k: int, statuses: tuple[str, ...] = ("done",)) -> list[Candidate]:
+        marks = ", ".join("?" for _ in statuses)
+        return self._select(f"status IN ({marks})", statuses, order="id DESC", limit=k)
+
+    def failures(self, k: int) -> list[Candidate]:
+        return self.recent(k, ("invalid", "failed", "unparseable"))
+
+    def original_with(self, fingerprint: str | None, canonical: str | None) -> Candidate | None:
+        """The first trained-or-training candidate with the same behaviour fingerprint or canonical form."""
+        clauses, params = [], []
+        if fingerprint:
+            clauses.append("fingerprint = ?")
+            params.append(fingerprint)
+        if canonical:
+            clauses.append("canonical = ?")
+            params.append(canonical)
+        if not clauses:
+            return None
+        where = f"({' OR '.join(clauses)}) AND status IN ('training', 'done', 'failed')"
+        found = self._select(where, tuple(params), limit=1)
+        return found[0] if found else None
+
+    def status_counts(self) -> dict[str, int]:
+        rows = self._db.execute("SELECT status, COUNT(*) AS n FROM candidates GROUP BY status").fetchall()
+        return {r["status"]: r["n"] for r in rows}
+
+    def llm_spend(self) -> dict[str, float]:
+        row = self._db.execute(
+            "SELECT COALESCE(SUM(llm_tokens_in), 0) AS tin, COALESCE(SUM(llm_tokens_out), 0) AS tout, "
+            "COALESCE(SUM(llm_cost), 0) AS cost FROM candidates"
+        ).fetchone()
+        return {"tokens_in": int(row["tin"]), "tokens_out": int(row["tout"]), "cost_usd": float(row["cost"])}

@@ -1,0 +1,182 @@
+"""Typed search configuration, loaded from YAML recipes (``runs/recipes/*.yaml``) over a preset.
+
+Every knob has a default that runs on a 2-core CPU. Unknown keys are errors, so a typo in a recipe fails loudly
+instead of silently running the default."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    """The LLM proposer. ``base_url: null`` starts llama.cpp's server on loopback with the embedded GGUF."""
+
+    base_url: str | None = None
+    model: str = "smollm2-135m-instruct"
+    api_key_env: str = "OPENAI_API_KEY"
+    temperature: float = 0.8
+    max_tokens: int = 600
+    timeout_s: float = 120.0
+    max_tries: int = 4
+    price_per_1k_input: float = 0.0
+    price_per_1k_output: float = 0.0
+    max_cost_usd: float | None = None
+
+
+@dataclass(frozen=True)
+class ProposerConfig:
+    llm: bool = True
+    symbolic: bool = True
+    repair_rounds: int = 2
+    context_top_k: int = 5
+    context_recent: int = 3
+    context_failures: int = 3
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """How every candidate (and baseline) is trained; the same for all, so fitness compares losses only."""
+
+    model: str = "smollm2-135m-instruct"
+    beta: float = 0.1
+    learning_rate: float = 2e-5
+    lr_scheduler_type: str = "constant"
+    batch_size: int = 8
+    max_steps: int = -1
+    num_train_epochs: float = 3.0
+    max_length: int = 192
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where training pairs come from: ``verifiable`` (sampled from the policy and labelled by the checkers),
+    ``synthetic`` (template pairs, no sampling: the tiny preset) or ``file`` (``train_path``/``heldout_path``)."""
+
+    source: str = "verifiable"
+    train_path: str | None = None
+    heldout_path: str | None = None
+    pair_build: dict = field(default_factory=dict)
+    synthetic_pairs: int = 48
+
+
+@dataclass(frozen=True)
+class FitnessConfig:
+    """The fitness fed back: ``verifiable``, ``proxy``, ``mt_bench``, ``alpaca_eval_lc`` or ``weighted`` (a
+    weighted sum over ``weights``). Each evaluator's options sit under its own key."""
+
+    kind: str = "verifiable"
+    weights: dict = field(default_factory=dict)
+    verifiable: dict = field(default_factory=dict)
+    proxy: dict = field(default_factory=dict)
+    mt_bench: dict = field(default_factory=dict)
+    alpaca_eval: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ResourcesConfig:
+    """Ray resources of one candidate task and how many run at once."""
+
+    num_cpus: float = 2.0
+    num_gpus: float = 0.0
+    max_in_flight: int = 1
+    task_timeout_s: float = 3600.0
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    preset: str = "default"
+    generations: int = 2
+    population: int = 2
+    baselines: tuple[str, ...] = ("dpo",)
+    seed: int = 0
+    run_dir: str | None = None
+    wandb: bool = False
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    proposers: ProposerConfig = field(default_factory=ProposerConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    fitness: FitnessConfig = field(default_factory=FitnessConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "tiny": {
+        "generations": 2,
+        "population": 2,
+        "training": {"model": "tiny", "learning_rate": 1e-3, "batch_size": 4, "max_steps": 6, "max_length": 96},
+        "data": {"source": "synthetic", "synthetic_pairs": 24},
+        "fitness": {"kind": "proxy"},
+        "proposers": {"repair_rounds": 1},
+        "llm": {"max_tokens": 400},
+        "resources": {"num_cpus": 1.0},
+    },
+}
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _build(cls: type, data: dict, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ValueError(f"{where or 'config'} must be a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ValueError(f"unknown key(s) {sorted(unknown)} in {where or 'config'}; known: {sorted(names)}")
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value, f"{where}.{name}".strip("."))
+        elif typing.get_origin(hint) is tuple or (
+            isinstance(hint, types.GenericAlias) and hint.__origin__ is tuple
+        ):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def to_dict(config: SearchConfig) -> dict:
+    def plain(value: Any) -> Any:
+        if isinstance(value, tuple):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(dataclasses.asdict(config))
+
+
+def load_config(path: str | Path | None = None, preset: str | None = None, overrides: dict | None = None) -> SearchConfig:
+    """Preset, then the recipe file, then explicit overrides (CLI flags)."""
+    recipe: dict = {}
+    if path is not None:
+        recipe = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(recipe, dict):
+            raise ValueError(f"{path}: a recipe must be a YAML mapping")
+    name = preset or recipe.get("preset", "default")
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; known: {sorted(PRESETS)}")
+    merged = _merge(_merge(PRESETS[name], recipe), overrides or {})
+    merged["preset"] = name
+    return _build(SearchConfig, merged, "")
+
+
+def save_config(config: SearchConfig, path: Path) -> None:
+    path.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))

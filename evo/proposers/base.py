@@ -1,0 +1,43 @@
+"""What every proposer returns: a ``Proposal`` (code to validate) or an ``Unparseable`` (no code found)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from evo.archive import Archive
+
+
+@dataclass(frozen=True)
+class Usage:
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.tokens_in + other.tokens_in, self.tokens_out + other.tokens_out, self.cost_usd + other.cost_usd)
+
+
+@dataclass(frozen=True)
+class Proposal:
+    name: str
+    code: str
+    thought: str = ""
+    parent_ids: tuple[int, ...] = ()
+    expression: str | None = None
+    usage: Usage = field(default_factory=Usage)
+
+
+@dataclass(frozen=True)
+class Unparseable:
+    reason: str
+    raw: str
+    usage: Usage = field(default_factory=Usage)
+
+
+class Proposer(Protocol):
+    name: str
+
+    def propose(self, archive: Archive, generation: int) -> Proposal | Unparseable: ...
+
+    def repair(self, proposal: Proposal, error: str) -> Proposal | Unparseable: ...
