@@ -67,6 +67,27 @@ def _stop_ids(model: PreTrainedModel, tokenizer: Tokenizer) -> list[int]:
 
 
 @torch.inference_mode()
+def _generate_batch(
+    model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor, n: int, options: dict
+) -> torch.Tensor:
+    """`n` continuations per row. The prompt is encoded once and its KV cache copied `n` times, instead of
+    `num_return_sequences`, which would encode every prompt `n` times (as costly as decoding on a CPU)."""
+    if n == 1:
+        return model.generate(input_ids=input_ids, attention_mask=attention_mask, **options)
+    positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)  # as generate() numbers left-padded positions
+    cache = model(
+        input_ids=input_ids[:, :-1], attention_mask=attention_mask[:, :-1], position_ids=positions[:, :-1]
+    ).past_key_values
+    cache.batch_repeat_interleave(n)
+    return model.generate(
+        input_ids=input_ids.repeat_interleave(n, dim=0),
+        attention_mask=attention_mask.repeat_interleave(n, dim=0),
+        past_key_values=cache,
+        **options,
+    )
+
+
+@torch.inference_mode()
 def generate(
     model: PreTrainedModel,
     tokenizer: Tokenizer,
@@ -81,25 +102,22 @@ def generate(
     encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
     results: list[list[str]] = [[] for _ in prompts]
-    sampling = config.temperature > 0
     options = dict(
         max_new_tokens=config.max_new_tokens,
-        do_sample=sampling,
-        num_return_sequences=config.n,
         eos_token_id=_stop_ids(model, tokenizer),
         pad_token_id=tokenizer.pad_token_id,
     )
-    if sampling:
-        options.update(temperature=config.temperature, top_p=config.top_p, top_k=0)
+    if config.temperature > 0:
+        options.update(do_sample=True, temperature=config.temperature, top_p=config.top_p, top_k=0)
     else:
-        options.update(temperature=None, top_p=None, top_k=None)
+        options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
     torch.manual_seed(config.seed)
     with Progress(transient=True) as progress:
         task = progress.add_task(description, total=len(prompts) * config.n)
         for start in range(0, len(order), config.batch_size):
             batch = order[start : start + config.batch_size]
             inputs = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt")
-            output = model.generate(**inputs, **options)
+            output = _generate_batch(model, inputs["input_ids"], inputs["attention_mask"], config.n, options)
             texts = tokenizer.batch_decode(
                 output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True
             )
@@ -107,6 +125,16 @@ def generate(
                 results[index] = [t.strip() for t in texts[row * config.n : (row + 1) * config.n]]
             progress.advance(task, len(batch) * config.n)
     return results
+
+
+def _truncate_at_stop(text: str, conv_template: str) -> str:
+    """Cut a reply where the FastChat template's stop string starts, as FastChat's answer generation does."""
+    from fastchat.conversation import get_conv_template
+
+    stops = get_conv_template(conv_template).stop_str
+    for stop in [stops] if isinstance(stops, str) else stops or []:
+        text = text.split(stop)[0]
+    return text.strip()
 
 
 def chat(
@@ -119,4 +147,7 @@ def chat(
 ) -> list[list[str]]:
     """`config.n` assistant replies to each conversation."""
     prompts = [render(tokenizer, messages, conv_template) for messages in conversations]
-    return generate(model, tokenizer, prompts, config, description)
+    replies = generate(model, tokenizer, prompts, config, description)
+    if conv_template is None:
+        return replies
+    return [[_truncate_at_stop(reply, conv_template) for reply in row] for row in replies]

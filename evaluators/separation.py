@@ -39,7 +39,7 @@ class TrainBudget:
     beta: float = 0.1
     learning_rate: float = 2e-5
     batch_size: int = 8
-    epochs: float = 2.0
+    epochs: float = 3.0
     max_length: int = 192
 
 

@@ -35,7 +35,7 @@ class VerifiableSpec:
     """The held-out set (families x the first `n_heldout_topics` held-out topics) and greedy decoding settings."""
 
     families: tuple[str, ...] = DEFAULT_FAMILIES
-    n_heldout_topics: int = 30
+    n_heldout_topics: int = 25
     seed: int = 0
     max_new_tokens: int = 64
     batch_size: int = 32
@@ -65,27 +65,19 @@ def evaluate_model(model: PreTrainedModel, tokenizer: Tokenizer, spec: Verifiabl
     prompts = heldout_prompts(spec)
     started = time.monotonic()
     config = SamplingConfig(max_new_tokens=spec.max_new_tokens, batch_size=spec.batch_size, seed=spec.seed)
+    conversations = [[{"role": "user", "content": p.text}] for p in prompts]
     responses = [
-        rows[0]
-        for rows in chat(
-            model,
-            tokenizer,
-            [[{"role": "user", "content": p.text}] for p in prompts],
-            config,
-            description="held-out prompts",
-        )
+        rows[0] for rows in chat(model, tokenizer, conversations, config, description="held-out prompts")
     ]
     fitness = score_responses(prompts, responses)
     if spec.generations_path:
+        rows = [
+            p.to_json() | {"response": r, "passed": bool(fitness.details["per_item"][p.id])}
+            for p, r in zip(prompts, responses, strict=True)
+        ]
         path = Path(spec.generations_path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(
-            "".join(
-                json.dumps(p.to_json() | {"response": r, "passed": bool(fitness.details["per_item"][p.id])})
-                + "\n"
-                for p, r in zip(prompts, responses, strict=True)
-            )
-        )
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     details = dict(fitness.details) | {"generation_seconds": round(time.monotonic() - started, 1)}
     return Fitness(fitness.score, fitness.stderr, fitness.n, details)
 

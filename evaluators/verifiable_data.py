@@ -42,7 +42,7 @@ class PairBuildConfig:
 
     model: str = EMBEDDED
     families: tuple[str, ...] = DEFAULT_FAMILIES
-    n_train_topics: int = 30
+    n_train_topics: int = 24
     n_proxy_topics: int = 4
     samples_per_prompt: int = 4
     pairs_per_prompt: int = 1

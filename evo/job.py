@@ -6,6 +6,7 @@ never raises for a bad candidate. The trained checkpoint is deleted after evalua
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import time
 import traceback
@@ -84,6 +85,8 @@ def _loss(job: CandidateJob):
 
 def run_job(job: CandidateJob) -> JobResult:
     work = Path(job.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "worker.pid").write_text(str(os.getpid()))  # which process trains it (for operators and fault tests)
     model_dir = work / "model"
     timings: dict[str, float] = {}
     started = time.monotonic()

@@ -1,6 +1,6 @@
 """The discovered-loss leaderboard of a run.
 
-    python -m evo.leaderboard RUN_DIR [--json] [--top N]
+    python -m evo.leaderboard RUN_DIR [--json] [--top N] [--html report.html]
 
 Rank, name, fitness +- stderr, the paired difference to the DPO baseline (per-item differences on the same
 held-out items, with their standard error), generation, proposer; then a status summary."""
@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--top", type=int, default=None)
+    parser.add_argument("--html", metavar="PATH", help="also write a self-contained HTML report with plots")
     args = parser.parse_args(argv)
     path = Path(args.run_dir) / "archive.sqlite"
     if not path.exists():
@@ -90,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"rows": [asdict(r) for r in rows], "status_counts": counts, "llm": spend}, indent=2))
     else:
         render(rows, counts, spend, Console())
+    if args.html:
+        from evo.report import write_report
+
+        print(f"report: {write_report(archive, Path(args.run_dir), Path(args.html), args.top)}", file=sys.stderr)
     archive.close()
     return 0
 

@@ -127,7 +127,8 @@ class Search:
         usage = proposal.usage
         if isinstance(proposal, Unparseable):
             self.archive.add(
-                generation, arm, "unparseable", reason=proposal.reason, metrics={"raw_reply": proposal.raw[:4000]},
+                generation, arm, "unparseable", reason=proposal.reason,
+                metrics={"raw_reply": proposal.raw[:4000], "llm_faults": list(usage.faults)},
                 llm_tokens_in=usage.tokens_in, llm_tokens_out=usage.tokens_out, llm_cost=usage.cost_usd,
                 timings={"propose_s": time.monotonic() - started},
             )
@@ -137,6 +138,7 @@ class Search:
         cid = self.archive.add(
             generation, arm, "proposed", name=proposal.name, thought=proposal.thought, code=proposal.code,
             parent_ids=list(proposal.parent_ids), expression=proposal.expression, llm_tokens_in=usage.tokens_in,
+            metrics={"llm_faults": list(usage.faults)} if usage.faults else {},
             llm_tokens_out=usage.tokens_out, llm_cost=usage.cost_usd, timings={"propose_s": time.monotonic() - started},
         )
         self._validate_and_submit(cid, arm, proposal, 0)
@@ -178,7 +180,7 @@ class Search:
             return
         self.archive.update(
             cid, status="training", fingerprint=verdict.fingerprint, canonical=verdict.canonical_form,
-            metrics={"best_before": best_before},
+            metrics={**self.archive.get(cid).metrics, "best_before": best_before},
         )
         self._submit(self.archive.get(cid))
 

@@ -10,12 +10,20 @@ from evo.archive import Archive
 
 @dataclass(frozen=True)
 class Usage:
+    """What proposing cost: tokens, dollars, and the faults (errors, timeouts, bad bodies) retried on the way."""
+
     tokens_in: int = 0
     tokens_out: int = 0
     cost_usd: float = 0.0
+    faults: tuple[str, ...] = ()
 
     def __add__(self, other: Usage) -> Usage:
-        return Usage(self.tokens_in + other.tokens_in, self.tokens_out + other.tokens_out, self.cost_usd + other.cost_usd)
+        return Usage(
+            self.tokens_in + other.tokens_in,
+            self.tokens_out + other.tokens_out,
+            self.cost_usd + other.cost_usd,
+            self.faults + other.faults,
+        )
 
 
 @dataclass(frozen=True)

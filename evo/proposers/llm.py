@@ -69,7 +69,9 @@ class LLMProposer:
             except RETRYABLE as err:
                 error = f"{type(err).__name__}: {str(err)[:300]}"
             except openai.APIStatusError as err:  # 4xx other than 429: retrying will not help
-                return None, usage, f"{type(err).__name__} {err.status_code}: {str(err)[:300]}"
+                error = f"{type(err).__name__} {err.status_code}: {str(err)[:300]}"
+                return None, usage + Usage(faults=(error,)), error
+            usage = usage + Usage(faults=(error,))
             delay = min(30.0, 0.5 * 2**attempt) * (0.5 + self._random.random())
             log.warning("LLM call failed (%s), try %d/%d, retrying in %.1fs", error, attempt + 1, self.config.max_tries, delay)
             time.sleep(delay)

@@ -78,12 +78,11 @@ def compare(
     model: str,
     methods: Sequence[str],
     budget: Mapping[str, Any],
-    pairs: PairBuildConfig,
+    train_path: Path,
     spec: VerifiableSpec,
 ) -> list[MethodScore]:
-    """Train every method (resumably), score it, and compare it with DPO and the untrained policy."""
-    train_path = build_pairs(pairs).train_path
-    log.info("training pairs: %s", train_path)
+    """Train every method on ``train_path`` (resumably), score it, and compare it with DPO and the untrained
+    policy."""
     checkpoints = {BASE: model}
     fitness = {BASE: scored(output_dir / BASE, model, spec)}
     for method in methods:
@@ -93,17 +92,18 @@ def compare(
     for method in [BASE, *methods]:
         vs_dpo = paired_delta(fitness[method], fitness["dpo"]) if "dpo" in fitness else None
         vs_base = paired_delta(fitness[method], fitness[BASE])
+        own = fitness[method]
         results.append(
             MethodScore(
-                method,
-                checkpoints[method],
-                fitness[method].score,
-                fitness[method].stderr,
-                fitness[method].n,
-                vs_dpo.delta if vs_dpo else None,
-                vs_dpo.stderr if vs_dpo else None,
-                vs_base.delta,
-                vs_base.stderr,
+                method=method,
+                checkpoint=checkpoints[method],
+                score=own.score,
+                stderr=own.stderr,
+                n=own.n,
+                delta_vs_dpo=vs_dpo.delta if vs_dpo else None,
+                delta_vs_dpo_stderr=vs_dpo.stderr if vs_dpo else None,
+                delta_vs_base=vs_base.delta,
+                delta_vs_base_stderr=vs_base.stderr,
             )
         )
     return results
@@ -144,22 +144,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--methods", type=_methods, default=DEFAULT_METHODS, help="comma-separated baseline names"
     )
     parser.add_argument("--budget", type=json.loads, default={}, help="JSON overrides of the default budget")
+    parser.add_argument(
+        "--pairs", type=Path, default=None, help="training pairs (default: build them, cached)"
+    )
     parser.add_argument("--n-train-topics", type=int, default=PairBuildConfig.n_train_topics)
     parser.add_argument("--n-heldout-topics", type=int, default=VerifiableSpec.n_heldout_topics)
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=VerifiableSpec.max_new_tokens, help="evaluation"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     setup_logging()
     budget = DEFAULT_BUDGET | {"seed": args.seed, "verifiable_seed": args.seed} | args.budget
-    pairs = PairBuildConfig(model=args.model, n_train_topics=args.n_train_topics, seed=args.seed)
-    spec = VerifiableSpec(n_heldout_topics=args.n_heldout_topics, seed=args.seed)
-    results = compare(args.output_dir, args.model, args.methods, budget, pairs, spec)
+    spec = VerifiableSpec(
+        n_heldout_topics=args.n_heldout_topics, seed=args.seed, max_new_tokens=args.max_new_tokens
+    )
+    if args.pairs is not None:
+        train_path, pairs = args.pairs, {"path": str(args.pairs)}
+    else:
+        config = PairBuildConfig(model=args.model, n_train_topics=args.n_train_topics, seed=args.seed)
+        train_path, pairs = build_pairs(config).train_path, asdict(config)
+    log.info("training pairs: %s", train_path)
+    results = compare(args.output_dir, args.model, args.methods, budget, train_path, spec)
     write_atomic(
         args.output_dir / "compare.json",
         json.dumps(
             {
                 "model": args.model,
                 "budget": budget,
-                "pairs": asdict(pairs),
+                "pairs": pairs,
                 "heldout": asdict(spec),
                 "results": [asdict(r) for r in results],
             },

@@ -1,0 +1,202 @@
+"""The report's figures, rendered by matplotlib's Agg canvas (no pyplot state) to base64 PNG for inline <img>, and
+the loss shapes they draw.
+
+A loss's shape is its value f(x) and slope f'(x) over the log-ratio margin x = (pi_c - pi_r) - (ref_c - ref_r),
+evaluated with policy_chosen = x and the three other log-probs 0, the slope by autograd. The grid is one batch, so
+a loss that couples the examples of a batch (batch statistics) draws the shape it has on that batch."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from evo.archive import STATUSES, Candidate
+from sandbox.compile import compile_loss
+from trainer.losses import get_loss_spec
+
+SHAPE_SPAN = 6.0  # the margin grid covers beta * x in [-SHAPE_SPAN, SHAPE_SPAN]
+SHAPE_POINTS = 241
+DPO_LOSS = "sigmoid"
+_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
+STATUS_COLOURS = {
+    "proposed": "#9e9e9e", "unparseable": "#8d6e63", "invalid": "#e53935", "duplicate": "#fb8c00",
+    "training": "#1e88e5", "done": "#43a047", "failed": "#6d4c41",
+}
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A loss evaluated on the margin grid: f(x) and f'(x)."""
+
+    label: str
+    margins: np.ndarray
+    values: np.ndarray
+    slopes: np.ndarray
+
+
+def margin_grid(beta: float, points: int = SHAPE_POINTS) -> torch.Tensor:
+    half = SHAPE_SPAN / beta
+    return torch.linspace(-half, half, points)
+
+
+def loss_shape(fn: Callable[..., torch.Tensor], margins: torch.Tensor, beta: float) -> tuple[np.ndarray, np.ndarray]:
+    """f(x) and f'(x) of a sequence-level loss at each margin x (non-finite values become NaN: gaps in a plot)."""
+    x = margins.detach().clone().requires_grad_(True)
+    zeros = torch.zeros_like(x)
+    values = fn(x, zeros, zeros, zeros, beta)
+    if not isinstance(values, torch.Tensor) or values.shape != x.shape:
+        got = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
+        raise ValueError(f"the loss returned {got} for a batch of shape {tuple(x.shape)}")
+    (slopes,) = torch.autograd.grad(values.sum(), x, allow_unused=True)
+    slopes = torch.zeros_like(x) if slopes is None else slopes
+
+    def finite(t: torch.Tensor) -> np.ndarray:
+        array = t.detach().double().numpy()
+        return np.where(np.isfinite(array), array, np.nan)
+
+    return finite(values), finite(slopes)
+
+
+def candidate_loss(candidate: Candidate) -> Callable[..., torch.Tensor]:
+    """The callable of a candidate: its registry loss (baselines) or its code compiled by the sandbox."""
+    if candidate.loss is None:
+        return compile_loss(candidate.code)
+    spec = get_loss_spec(candidate.loss)
+    if spec.level != "sequence":
+        raise ValueError(f"{candidate.loss} is a token-level loss: it has no shape over the sequence margin")
+    return spec.build()
+
+
+def shapes(candidates: Sequence[Candidate], beta: float) -> tuple[list[Shape], dict[str, str]]:
+    """DPO's shape first, then each candidate's; candidates whose code cannot be evaluated go to the errors."""
+    margins = margin_grid(beta)
+    out = [Shape("DPO", margins.numpy(), *loss_shape(get_loss_spec(DPO_LOSS).build(), margins, beta))]
+    errors: dict[str, str] = {}
+    for c in candidates:
+        label = f"#{c.id} {c.name}"
+        try:
+            out.append(Shape(label, margins.numpy(), *loss_shape(candidate_loss(c), margins, beta)))
+        except Exception as err:  # archived code is untrusted: a loss that breaks here is reported, not fatal
+            errors[label] = f"{type(err).__name__}: {err}"[:300]
+    return out, errors
+
+
+def to_png(fig: Figure) -> str:
+    """The figure as base64 PNG, for ``<img src="data:image/png;base64,...">``."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=96, bbox_inches="tight", facecolor="white")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _plain(label: str) -> str:
+    """A legend label shown as written: matplotlib would parse text between two '$' as math (and may fail)."""
+    return label.replace("$", r"\$")
+
+
+def _empty(ax, message: str) -> None:
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="#666666")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _robust_limits(arrays: Sequence[np.ndarray]) -> tuple[float, float] | None:
+    """Y limits that keep every curve's bulk in view when one loss explodes at the edges of the grid."""
+    finite = np.concatenate([a[np.isfinite(a)] for a in arrays])
+    if finite.size == 0:
+        return None
+    low, high = np.percentile(finite, [1, 99])
+    pad = 0.08 * (high - low) or 0.5
+    return float(low - pad), float(high + pad)
+
+
+def shapes_png(curves: Sequence[Shape], beta: float) -> str:
+    fig = Figure(figsize=(11, 4.2))
+    value_ax, slope_ax = fig.subplots(1, 2)
+    for index, curve in enumerate(curves):
+        style = {"color": "black", "linestyle": "--", "linewidth": 2.2} if index == 0 else {
+            "color": _PALETTE[(index - 1) % len(_PALETTE)], "linewidth": 1.6}
+        value_ax.plot(curve.margins, curve.values, label=_plain(curve.label), **style)
+        slope_ax.plot(curve.margins, curve.slopes, label=_plain(curve.label), **style)
+    for ax, name, arrays in ((value_ax, "f(x)", [c.values for c in curves]),
+                             (slope_ax, "f'(x)", [c.slopes for c in curves])):
+        limits = _robust_limits(arrays)
+        if limits is not None:
+            ax.set_ylim(*limits)
+        ax.axvline(0.0, color="#bbbbbb", linewidth=0.8)
+        ax.axhline(0.0, color="#bbbbbb", linewidth=0.8)
+        ax.set_xlabel(f"log-ratio margin x   (beta = {beta:g})")
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+    value_ax.legend(fontsize=8, loc="best")
+    return to_png(fig)
+
+
+def fitness_png(done: Sequence[Candidate], reference: float | None) -> str:
+    """Every finished candidate's fitness by generation, the best of each generation and the best so far."""
+    fig = Figure(figsize=(8, 4))
+    ax = fig.subplots()
+    if not done:
+        _empty(ax, "no finished candidates yet")
+        return to_png(fig)
+    rng = np.random.default_rng(0)
+    generations = sorted({c.generation for c in done})
+    xs = [c.generation + rng.uniform(-0.12, 0.12) for c in done]
+    ax.errorbar(xs, [c.fitness for c in done], yerr=[c.stderr or 0.0 for c in done], fmt="o", color="#90a4ae",
+                markersize=4, elinewidth=0.8, label="candidate (+- stderr)")
+    best = [max(c.fitness for c in done if c.generation == g) for g in generations]
+    ax.plot(generations, best, "o-", color="#1e88e5", label="best of generation")
+    ax.step(generations, np.maximum.accumulate(best), where="post", color="#43a047", linewidth=2, label="best so far")
+    if reference is not None:
+        ax.axhline(reference, color="black", linestyle="--", linewidth=1, label="DPO")
+    ax.set_xticks(generations)
+    ax.set_xlabel("generation")
+    ax.set_ylabel("fitness")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    return to_png(fig)
+
+
+def training_png(candidates: Sequence[Candidate]) -> str:
+    """Training loss against step for the given candidates."""
+    fig = Figure(figsize=(8, 3.6))
+    ax = fig.subplots()
+    drawn = [c for c in candidates if c.metrics.get("losses")]
+    if not drawn:
+        _empty(ax, "no training curves recorded")
+        return to_png(fig)
+    colour = 0  # the same order and colours as the shapes plot: DPO dashed black, the others from the palette
+    for c in drawn:
+        if c.loss == DPO_LOSS:
+            style = {"color": "black", "linestyle": "--"}
+        else:
+            style = {"color": _PALETTE[colour % len(_PALETTE)]}
+            colour += 1
+        losses = c.metrics["losses"]
+        ax.plot(range(1, len(losses) + 1), losses, label=_plain(f"#{c.id} {c.name}"), **style)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("training loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    return to_png(fig)
+
+
+def status_png(counts: Mapping[str, int]) -> str:
+    present = [s for s in STATUSES if counts.get(s)]
+    fig = Figure(figsize=(8, 1.0 + 0.4 * max(1, len(present))))
+    ax = fig.subplots()
+    if not present:
+        _empty(ax, "no candidates")
+        return to_png(fig)
+    values = [counts[s] for s in present]
+    bars = ax.barh(present, values, height=0.6, color=[STATUS_COLOURS[s] for s in present])
+    ax.bar_label(bars, padding=3)
+    ax.invert_yaxis()
+    ax.set_xlabel("candidates")
+    ax.set_xlim(0, max(values) * 1.15)
+    return to_png(fig)

@@ -1,0 +1,235 @@
+"""Retrain a found loss at full scale and record the result next to its search-scale fitness.
+
+    python -m evo.retrain runs/<run-id> --rank 1 --recipe runs/recipes/zephyr-7b-gemma-full.yaml
+    python -m evo.retrain runs/<run-id> --candidate 17 --recipe runs/recipes/smollm2-1.7b.yaml
+
+Picks a candidate from the run's archive (``--rank K``: K-th on the leaderboard of done candidates; or
+``--candidate ID``), trains its loss (a baseline's registry loss, or the candidate's source compiled by the
+sandbox) with the recipe's ``training`` settings on the recipe's ``data``, scores the checkpoint with the recipe's
+``fitness`` and every evaluator in ``retrain.evaluators``, and adds a row to the archive's ``retrains`` table.
+
+Where training runs: ``accelerate launch`` with the recipe's DeepSpeed config (``training.deepspeed``) on all
+visible GPUs; ``accelerate launch`` with DDP on several GPUs when the recipe names no DeepSpeed config; in this
+process on one GPU without DeepSpeed, or on a CPU (where a DeepSpeed config is ignored, with a warning)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from evo.archive import Archive, Candidate
+from evo.config import SearchConfig, TrainingConfig, load_config, save_config, to_dict
+from evo.data_prep import prepare_data
+from evo.job import CandidateJob, score
+from evo.retrain_store import RetrainRecord, RetrainStore
+from trainer.models import cache_root
+from trainer.train import TrainResult, TrainSpec, run_training
+from trainer.trainer import CandidateDiverged
+
+log = logging.getLogger("evo.retrain")
+
+TRAINED = ("training", "done", "failed")  # statuses whose code passed the sandbox
+LAUNCH_ONLY_FIELDS = ("deepspeed",)  # TrainingConfig fields that choose how training is launched, not TrainSpec
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    backend: str  # "in_process" | "accelerate"
+    num_processes: int = 1
+    deepspeed: str | None = None  # config name or path (accelerate backend only)
+    note: str | None = None  # why a requested DeepSpeed config is not used
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def launch_plan(deepspeed: str | None, gpus: int) -> LaunchPlan:
+    """How to train on this machine: DeepSpeed on all GPUs when asked, DDP on several, else in this process."""
+    if gpus == 0:
+        note = f"no CUDA device: training in this process without DeepSpeed ({deepspeed})" if deepspeed else None
+        return LaunchPlan("in_process", note=note)
+    if deepspeed is not None:
+        return LaunchPlan("accelerate", gpus, deepspeed)
+    if gpus > 1:
+        return LaunchPlan("accelerate", gpus)
+    return LaunchPlan("in_process")
+
+
+def select_candidate(archive: Archive, rank: int | None = None, candidate_id: int | None = None) -> Candidate:
+    """The ``rank``-th done candidate of the leaderboard (fitness descending), or the candidate with that id."""
+    if (rank is None) == (candidate_id is None):
+        raise ValueError("give exactly one of rank and candidate_id")
+    if rank is not None:
+        if rank < 1:
+            raise ValueError(f"rank must be >= 1, got {rank}")
+        done = archive.top(rank)
+        if len(done) < rank:
+            raise ValueError(f"rank {rank} asked, but the archive holds {len(done)} done candidate(s)")
+        return done[rank - 1]
+    candidate = archive.get(candidate_id)
+    if candidate.status not in TRAINED:
+        raise ValueError(
+            f"candidate {candidate.id} ({candidate.name}) is {candidate.status}: only candidates whose code passed "
+            f"the sandbox ({', '.join(TRAINED)}) can be retrained"
+        )
+    return candidate
+
+
+def train_spec(
+    training: TrainingConfig, data: str, output_dir: str, *, loss: str, ref_cache_dir: str | None,
+    report_to: str = "none", run_name: str | None = None,
+) -> TrainSpec:
+    """Every ``training`` field except the launch-only ones, by name, plus where the data and checkpoint are."""
+    settings = {f.name: getattr(training, f.name) for f in dataclasses.fields(training)}
+    for name in LAUNCH_ONLY_FIELDS:
+        settings.pop(name)
+    return TrainSpec(
+        data=data, output_dir=output_dir, loss=loss, ref_cache_dir=ref_cache_dir, report_to=report_to,
+        run_name=run_name, **settings,
+    )
+
+
+def _train(candidate: Candidate, spec: TrainSpec, plan: LaunchPlan, work_dir: Path) -> TrainResult:
+    if plan.backend == "accelerate":
+        from trainer.deepspeed.launch import train_distributed
+
+        return train_distributed(
+            spec, work_dir, num_processes=plan.num_processes, deepspeed=plan.deepspeed,
+            code=None if candidate.loss else candidate.code, name=candidate.name,
+        )
+    loss = None
+    if not candidate.loss:
+        from sandbox.compile import compile_loss
+        from trainer.losses import discovered_loss_spec
+
+        loss = discovered_loss_spec(candidate.name, compile_loss(candidate.code), candidate.code)
+    return run_training(spec, loss=loss)
+
+
+def _evaluations(model_dir: str, job: CandidateJob, names: tuple[str, ...]) -> dict:
+    """Fitness JSON of each extra evaluator, with the options of ``fitness.<name>``."""
+    return {
+        name: score(model_dir, dataclasses.replace(job, fitness=dataclasses.replace(job.fitness, kind=name))).to_json()
+        for name in names
+        if name != job.fitness.kind
+    }
+
+
+def retrain(candidate: Candidate, config: SearchConfig, recipe: str, output_dir: Path, gpus: int) -> RetrainRecord:
+    """Train and evaluate one candidate with one recipe; failures come back as a ``failed`` record."""
+    started = time.monotonic()
+    plan = launch_plan(config.training.deepspeed, gpus)
+    if plan.note:
+        log.warning(plan.note)
+    record = RetrainRecord(
+        candidate_id=candidate.id, recipe=recipe, status="done", fitness_kind=config.fitness.kind,
+        output_dir=str(output_dir), launch=plan.to_json(), config=to_dict(config),
+    )
+    timings: dict[str, float] = {}
+    try:
+        data = prepare_data(config, output_dir)
+        timings["data_s"] = time.monotonic() - started
+        model_dir = output_dir / "model"
+        spec = train_spec(
+            config.training, str(data.train_path), str(model_dir), loss=candidate.loss or "sigmoid",
+            ref_cache_dir=str(cache_root() / "refcache"), report_to="wandb" if config.wandb else "none",
+            run_name=f"retrain-{candidate.id}-{candidate.name}-{recipe}",
+        )
+        trained = _train(candidate, spec, plan, output_dir)
+        timings["train_s"] = trained.seconds
+        record = dataclasses.replace(record, train={
+            "loss": trained.metrics.get("loss"), "steps": trained.steps, "first_loss": trained.first_loss,
+            "last_loss": trained.last_loss,
+        })
+        job = CandidateJob(
+            candidate_id=candidate.id, name=candidate.name, work_dir=str(output_dir), train_path=str(data.train_path),
+            heldout_path=str(data.heldout_path) if data.heldout_path else None, training=config.training,
+            fitness=config.fitness, code=None if candidate.loss else candidate.code, loss=candidate.loss,
+            keep_model=True,
+        )
+        scored_at = time.monotonic()
+        fitness = score(str(model_dir), job)
+        evaluations = _evaluations(str(model_dir), job, config.retrain.evaluators)
+        timings["eval_s"] = time.monotonic() - scored_at
+    except Exception as err:  # recorded, like a failed candidate in the search
+        reason = f"training diverged: {err}" if isinstance(err, CandidateDiverged) else f"{type(err).__name__}: {err}"
+        log.exception("retraining candidate %d failed", candidate.id)
+        timings["total_s"] = time.monotonic() - started
+        return dataclasses.replace(record, status="failed", reason=reason[:2000], timings=timings)
+    timings["total_s"] = time.monotonic() - started
+    return dataclasses.replace(
+        record, fitness=fitness.score, stderr=fitness.stderr, n=fitness.n, evaluations=evaluations, timings=timings,
+    )
+
+
+def render(candidate: Candidate, record: RetrainRecord, console: Console) -> None:
+    table = Table(title=f"candidate {candidate.id} ({candidate.name}): search scale vs {record.recipe}")
+    for column in ("evaluator", "search", "retrain"):
+        table.add_column(column)
+    search = f"{candidate.fitness:.4f} +- {candidate.stderr or 0.0:.4f}" if candidate.fitness is not None else "-"
+    retrained = f"{record.fitness:.4f} +- {record.stderr:.4f} (n={record.n})" if record.fitness is not None else "-"
+    table.add_row(record.fitness_kind, search, retrained)
+    for name, result in record.evaluations.items():
+        table.add_row(name, "-", f"{result['score']:.4f} +- {result['stderr']:.4f} (n={result['n']})")
+    console.print(table)
+    if record.status == "failed":
+        console.print(f"[red]retraining failed[/red]: {record.reason}")
+    console.print(f"checkpoint and logs: {record.output_dir}")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m evo.retrain", description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", help="a search run folder (holds archive.sqlite and config.yaml)")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--rank", type=int, help="leaderboard rank among done candidates (1 = best)")
+    which.add_argument("--candidate", type=int, help="candidate id")
+    parser.add_argument("--recipe", required=True, help="YAML recipe with the full-scale settings")
+    parser.add_argument("--output-dir", help="default: RUN_DIR/retrains/<candidate id>-<recipe name>")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    run_dir = Path(args.run_dir)
+    archive_path = run_dir / "archive.sqlite"
+    if not archive_path.exists():
+        print(f"no archive at {archive_path}", file=sys.stderr)
+        return 2
+    config = load_config(args.recipe)
+    recipe = Path(args.recipe).stem
+    archive = Archive(archive_path)
+    try:
+        candidate = select_candidate(archive, args.rank, args.candidate)
+    except (ValueError, KeyError) as err:
+        print(f"cannot retrain: {err}", file=sys.stderr)
+        return 2
+    finally:
+        archive.close()
+    output_dir = Path(args.output_dir or run_dir / "retrains" / f"{candidate.id}-{recipe}")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, output_dir / "config.yaml")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=[logging.FileHandler(output_dir / "retrain.log")],
+    )
+    console = Console()
+    console.print(f"retraining candidate {candidate.id} ({candidate.name}) with {recipe} into {output_dir}")
+    record = retrain(candidate, config, recipe, output_dir, torch.cuda.device_count())
+    store = RetrainStore(archive_path)
+    store.add(record)
+    store.close()
+    render(candidate, record, console)
+    return 0 if record.status == "done" else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,121 @@
+"""Multi-process training of one ``TrainSpec``: ``accelerate launch`` with DeepSpeed ZeRO (or plain DDP).
+
+    result = train_distributed(spec, work_dir, num_processes=8, deepspeed="zero3", code=None, name="dpo")
+
+The parent writes ``job.json`` and ``accelerate.yaml`` into ``work_dir`` and runs
+
+    python -m accelerate.commands.launch --config_file accelerate.yaml -m trainer.deepspeed.launch job.json
+
+Every rank builds the loss (``spec.loss`` from the registry, or the candidate ``code`` compiled by the sandbox) and
+calls ``run_training``; rank 0 writes ``result.json`` (or ``diverged.json`` when the loss or gradient went
+non-finite, re-raised here as ``CandidateDiverged``). The launcher's output goes to ``work_dir/train.log``.
+
+Launched runs do not use the shared reference cache: the reference model runs alongside the policy, sharded like
+it (the cache's reference pass needs the whole model on one device)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import yaml
+
+from trainer.deepspeed import accelerate_config
+from trainer.train import TrainResult, TrainSpec, run_training
+from trainer.trainer import CandidateDiverged
+
+RESULT_FILE = "result.json"
+DIVERGED_FILE = "diverged.json"
+LOG_TAIL_CHARS = 4000
+
+
+@dataclass(frozen=True)
+class DistributedJob:
+    spec: TrainSpec
+    name: str
+    code: str | None = None  # candidate source (sequence-level contract); None: spec.loss from the registry
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> DistributedJob:
+        data = json.loads(text)
+        return cls(spec=TrainSpec(**data["spec"]), name=data["name"], code=data["code"])
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def launch_command(config_file: Path, job_file: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config_file),
+        "-m", "trainer.deepspeed.launch", str(job_file),
+    ]
+
+
+def train_distributed(
+    spec: TrainSpec, work_dir: Path, *, num_processes: int, deepspeed: str | None, code: str | None = None,
+    name: str | None = None,
+) -> TrainResult:
+    """Train on ``num_processes`` GPUs of this machine; raises ``RuntimeError`` with the log tail on failure."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    job = DistributedJob(dataclasses.replace(spec, ref_cache_dir=None), name or spec.loss, code)
+    job_file, config_file = work_dir / "job.json", work_dir / "accelerate.yaml"
+    job_file.write_text(job.to_json())
+    config_file.write_text(yaml.safe_dump(accelerate_config(num_processes, free_port(), deepspeed)))
+    for stale in (RESULT_FILE, DIVERGED_FILE):
+        (work_dir / stale).unlink(missing_ok=True)
+    log_path = work_dir / "train.log"
+    with log_path.open("w") as log:
+        returncode = subprocess.run(
+            launch_command(config_file, job_file), stdout=log, stderr=subprocess.STDOUT, check=False
+        ).returncode
+    diverged = work_dir / DIVERGED_FILE
+    if diverged.exists():
+        raise CandidateDiverged(**json.loads(diverged.read_text()))
+    result = work_dir / RESULT_FILE
+    if returncode != 0 or not result.exists():
+        tail = log_path.read_text(errors="replace")[-LOG_TAIL_CHARS:]
+        raise RuntimeError(f"accelerate launch exited with {returncode}; end of {log_path}:\n{tail}")
+    return TrainResult(**json.loads(result.read_text()))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    scratch = path.with_suffix(".tmp")
+    scratch.write_text(text)
+    scratch.replace(path)
+
+
+def worker(job_file: Path) -> None:
+    """One rank: build the loss, train, and (rank 0) write the result next to the job file."""
+    job = DistributedJob.from_json(job_file.read_text())
+    loss = None
+    if job.code is not None:
+        from sandbox.compile import compile_loss
+        from trainer.losses import discovered_loss_spec
+
+        loss = discovered_loss_spec(job.name, compile_loss(job.code), job.code)
+    rank_zero = int(os.environ.get("RANK", "0")) == 0
+    try:
+        result = run_training(job.spec, loss=loss)
+    except CandidateDiverged as err:
+        if rank_zero:
+            _write_atomic(job_file.parent / DIVERGED_FILE, json.dumps({"step": err.step, "what": err.what,
+                                                                       "value": err.value}))
+        raise
+    if rank_zero:
+        _write_atomic(job_file.parent / RESULT_FILE, json.dumps(asdict(result), default=str))
+
+
+if __name__ == "__main__":
+    worker(Path(sys.argv[1]))
