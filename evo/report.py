@@ -19,6 +19,7 @@ from evo.archive import FINAL, STATUSES, Archive, Candidate
 from evo.config import SearchConfig, load_config
 from evo.leaderboard import REFERENCE_BASELINE, Row, leaderboard
 from evo.report_plots import (
+    SHAPE_CORE,
     SHAPE_SPAN,
     STATUS_COLOURS,
     fitness_png,
@@ -188,7 +189,8 @@ def render_report(archive: Archive, config: SearchConfig, title: str, top: int |
         "x = (log &pi;(y<sub>w</sub>) &minus; log &pi;(y<sub>l</sub>)) &minus; (log &pi;<sub>ref</sub>(y<sub>w</sub>) "
         f"&minus; log &pi;<sub>ref</sub>(y<sub>l</sub>)), with &beta; = {beta:g} from the run's config, "
         f"|&beta;x| &le; {SHAPE_SPAN:g}; f'(x) by autograd. A loss that lowers f as x grows pushes the "
-        "chosen answer up.</p>",
+        f"chosen answer up. The frame shows DPO whole and every loss over |&beta;x| &le; {SHAPE_CORE:g}; a curve "
+        "that leaves it keeps going.</p>",
         _img(shapes_png(curves, beta), "loss shapes f(x) and f'(x)"),
         f'<ul class="note">{shape_errors}</ul>' if shape_errors else "",
         "<h2>Training curves</h2>", _img(training_png(trained), "training loss curves"),

@@ -15,13 +15,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from evo.archive import STATUSES, Candidate
 from sandbox.compile import compile_loss
 from trainer.losses import get_loss_spec
 
-SHAPE_SPAN = 6.0  # the margin grid covers beta * x in [-SHAPE_SPAN, SHAPE_SPAN]
-SHAPE_POINTS = 241
+SHAPE_SPAN = 4.0  # the margin grid covers beta * x in [-SHAPE_SPAN, SHAPE_SPAN]
+SHAPE_POINTS = 401
+SHAPE_CORE = 1.0  # the y range shows DPO whole and every loss over beta * x in [-SHAPE_CORE, SHAPE_CORE]
 DPO_LOSS = "sigmoid"
 _PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 STATUS_COLOURS = {
@@ -105,17 +107,18 @@ def _empty(ax, message: str) -> None:
     ax.set_yticks([])
 
 
-def _robust_limits(arrays: Sequence[np.ndarray]) -> tuple[float, float] | None:
-    """Y limits that keep every curve's bulk in view when one loss explodes at the edges of the grid."""
-    finite = np.concatenate([a[np.isfinite(a)] for a in arrays])
-    if finite.size == 0:
-        return None
-    low, high = np.percentile(finite, [1, 99])
+def _view_limits(reference: np.ndarray, others: Sequence[np.ndarray], core: np.ndarray) -> tuple[float, float]:
+    """Y limits framing DPO's curve whole and every other curve near x = 0: a loss that explodes at the edges of
+    the grid leaves the frame there instead of flattening the others; one offset far from DPO stays in view."""
+    parts = [reference[np.isfinite(reference)]] + [a[core & np.isfinite(a)] for a in others]
+    finite = np.concatenate(parts)
+    low, high = float(finite.min()), float(finite.max())
     pad = 0.08 * (high - low) or 0.5
-    return float(low - pad), float(high + pad)
+    return low - pad, high + pad
 
 
 def shapes_png(curves: Sequence[Shape], beta: float) -> str:
+    """f(x) and f'(x) side by side; ``curves[0]`` is DPO's (as ``shapes`` returns them)."""
     fig = Figure(figsize=(11, 4.2))
     value_ax, slope_ax = fig.subplots(1, 2)
     for index, curve in enumerate(curves):
@@ -123,11 +126,13 @@ def shapes_png(curves: Sequence[Shape], beta: float) -> str:
             "color": _PALETTE[(index - 1) % len(_PALETTE)], "linewidth": 1.6}
         value_ax.plot(curve.margins, curve.values, label=_plain(curve.label), **style)
         slope_ax.plot(curve.margins, curve.slopes, label=_plain(curve.label), **style)
-    for ax, name, arrays in ((value_ax, "f(x)", [c.values for c in curves]),
-                             (slope_ax, "f'(x)", [c.slopes for c in curves])):
-        limits = _robust_limits(arrays)
-        if limits is not None:
-            ax.set_ylim(*limits)
+    dpo, others = curves[0], curves[1:]
+    core = np.abs(beta * dpo.margins) <= SHAPE_CORE
+    for ax, name, limits in (
+        (value_ax, "f(x)", _view_limits(dpo.values, [c.values for c in others], core)),
+        (slope_ax, "f'(x)", _view_limits(dpo.slopes, [c.slopes for c in others], core)),
+    ):
+        ax.set_ylim(*limits)
         ax.axvline(0.0, color="#bbbbbb", linewidth=0.8)
         ax.axhline(0.0, color="#bbbbbb", linewidth=0.8)
         ax.set_xlabel(f"log-ratio margin x   (beta = {beta:g})")
@@ -179,6 +184,7 @@ def training_png(candidates: Sequence[Candidate]) -> str:
             colour += 1
         losses = c.metrics["losses"]
         ax.plot(range(1, len(losses) + 1), losses, label=_plain(f"#{c.id} {c.name}"), **style)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("training step")
     ax.set_ylabel("training loss")
     ax.grid(alpha=0.3)

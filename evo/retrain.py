@@ -19,7 +19,6 @@ import dataclasses
 import logging
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -31,6 +30,7 @@ from evo.config import SearchConfig, TrainingConfig, load_config, save_config, t
 from evo.data_prep import prepare_data
 from evo.job import CandidateJob, score
 from evo.retrain_store import RetrainRecord, RetrainStore
+from trainer.deepspeed.launch import LaunchPlan, launch_plan, train_distributed
 from trainer.models import cache_root
 from trainer.train import TrainResult, TrainSpec, run_training
 from trainer.trainer import CandidateDiverged
@@ -39,29 +39,6 @@ log = logging.getLogger("evo.retrain")
 
 TRAINED = ("training", "done", "failed")  # statuses whose code passed the sandbox
 LAUNCH_ONLY_FIELDS = ("deepspeed",)  # TrainingConfig fields that choose how training is launched, not TrainSpec
-
-
-@dataclass(frozen=True)
-class LaunchPlan:
-    backend: str  # "in_process" | "accelerate"
-    num_processes: int = 1
-    deepspeed: str | None = None  # config name or path (accelerate backend only)
-    note: str | None = None  # why a requested DeepSpeed config is not used
-
-    def to_json(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-def launch_plan(deepspeed: str | None, gpus: int) -> LaunchPlan:
-    """How to train on this machine: DeepSpeed on all GPUs when asked, DDP on several, else in this process."""
-    if gpus == 0:
-        note = f"no CUDA device: training in this process without DeepSpeed ({deepspeed})" if deepspeed else None
-        return LaunchPlan("in_process", note=note)
-    if deepspeed is not None:
-        return LaunchPlan("accelerate", gpus, deepspeed)
-    if gpus > 1:
-        return LaunchPlan("accelerate", gpus)
-    return LaunchPlan("in_process")
 
 
 def select_candidate(archive: Archive, rank: int | None = None, candidate_id: int | None = None) -> Candidate:
@@ -100,8 +77,6 @@ def train_spec(
 
 def _train(candidate: Candidate, spec: TrainSpec, plan: LaunchPlan, work_dir: Path) -> TrainResult:
     if plan.backend == "accelerate":
-        from trainer.deepspeed.launch import train_distributed
-
         return train_distributed(
             spec, work_dir, num_processes=plan.num_processes, deepspeed=plan.deepspeed,
             code=None if candidate.loss else candidate.code, name=candidate.name,

@@ -1,5 +1,5 @@
-"""Small inputs for the pipelines on the tiny model: SFT conversations, prompts, seed pairs, granular rows, and
-verifiable-task pairs; plus the fast training/sampling options every pipeline test uses."""
+"""Small inputs for the pipelines on the tiny model: SFT conversations, prompts, seed pairs, granular rows
+and verifiable-task pairs."""
 
 from __future__ import annotations
 
@@ -52,10 +52,15 @@ def verifiable_pairs_file(tmp_path) -> Path:
     rows = []
     for topic in ("coffee", "volcano", "ocean", "piano", "bicycle", "garden", "library", "rainbow"):
         prompt = make_prompt("lowercase", topic, 0)
-        rows.append({
-            "prompt": user(prompt.text), "chosen": bot(f"all about the {topic}, quietly."),
-            "rejected": bot(f"ALL ABOUT THE {topic.upper()}!"), "id": prompt.id, "family": prompt.family,
-        })  # fmt: skip
+        rows.append(
+            {
+                "prompt": user(prompt.text),
+                "chosen": bot(f"all about the {topic}, quietly."),
+                "rejected": bot(f"ALL ABOUT THE {topic.upper()}!"),
+                "id": prompt.id,
+                "family": prompt.family,
+            }
+        )
     return write_jsonl(tmp_path / "pairs.jsonl", rows)
 
 
@@ -68,10 +73,14 @@ def granular_file(tmp_path) -> Path:
         flag = 1 if i % 2 else -1
         target, number = (correct, str(i + 2)) if flag == 1 else (incorrect, str(i + 7))
         start = target.index(number)
-        rows.append({
-            "prompt": f"Question {i}: what is the count for {topic}?", "correct_response": correct,
-            "incorrect_response": incorrect, "masked_region": [start, start + len(number), flag],
-        })  # fmt: skip
+        rows.append(
+            {
+                "prompt": f"Question {i}: what is the count for {topic}?",
+                "correct_response": correct,
+                "incorrect_response": incorrect,
+                "masked_region": [start, start + len(number), flag],
+            }
+        )
     path = tmp_path / "granular.json"
     path.write_text(json.dumps(rows))
     return path

@@ -1,5 +1,5 @@
-"""AEPO's data step: input parsing, annotation of the selected responses only, West-of-N and ranked outputs, the
-rewards (verifiable, reward model, judge) and the command line."""
+"""AEPO's data step: input parsing, annotation of the selected responses only, West-of-N and ranked
+outputs, the rewards (verifiable, reward model, judge) and the command line."""
 
 import math
 from types import SimpleNamespace
@@ -80,8 +80,8 @@ def test_ranked_output_without_west_of_n(tmp_path):
 
 
 def test_the_prompt_is_never_a_response(tmp_path):
-    # The prompt sits in the middle of the responses' meaning (a central, MBR-attractive text) and comes first, as
-    # in the published code that took the first N columns; it must never be selected, annotated or written.
+    # The prompt is central to the responses' meaning (MBR-attractive) and comes first, as in the published
+    # code that took the first N columns: it must never be selected, annotated or written.
     prompt = "owls hunt at night"
     rows = [{"prompt": prompt} | {f"response_{i}": text for i, text in enumerate(RESPONSES)}]
     source = write_jsonl(tmp_path / "in.jsonl", rows)
@@ -147,9 +147,16 @@ def test_verifiable_reward_checks_family_params_or_a_rebuilt_id():
 
 def test_reward_model_scores_the_chat_rendered_conversation(tmp_path):
     tokenizer = load_tokenizer("tiny")
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, num_labels=1,
-                         pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        num_labels=1,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     torch.manual_seed(0)
     LlamaForSequenceClassification(config).save_pretrained(tmp_path / "rm")
     tokenizer.save_pretrained(tmp_path / "rm")
@@ -157,8 +164,9 @@ def test_reward_model_scores_the_chat_rendered_conversation(tmp_path):
     scores = model_reward(str(tmp_path / "rm"), batch_size=2)(candidates)
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "rm").eval()
     for candidate, score in zip(candidates, scores, strict=True):
-        text = tokenizer.apply_chat_template(user("Owls?") + [{"role": "assistant", "content": candidate.response}],
-                                             tokenize=False)  # fmt: skip
+        text = tokenizer.apply_chat_template(
+            user("Owls?") + [{"role": "assistant", "content": candidate.response}], tokenize=False
+        )
         ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")
         with torch.no_grad():
             assert score == pytest.approx(

@@ -9,8 +9,9 @@ from trainer.pipelines.aepo_select import greedy, mbr_utility, objective, select
 
 # Response 0 agrees with everyone (highest MBR utility) but so do 1-0, 2-0 and 3-0; responses 1 and 2 disagree
 # with each other. Utilities: u0 = 0.8, u1 = u2 = 0.5, u3 = 2/3. With L = 1:
-#   f({1, 2}) = 0.5 - 0.1 = 0.4 (the optimum), f({0, 3}) = 0.7333 - 0.8 = -0.0667 (what greedy picks: it takes the
-#   best single response 0 first, then its least bad partner 3), f({1, 3}) = f({2, 3}) = 0.5833 - 0.6 = -0.0167.
+#   f({1, 2}) = 0.5 - 0.1 = 0.4 (the optimum);
+#   f({0, 3}) = 0.7333 - 0.8 = -0.0667 (greedy: the best single response 0, then its least bad partner);
+#   f({1, 3}) = f({2, 3}) = 0.5833 - 0.6 = -0.0167 (local search passes through one of these).
 TRAP = np.array(
     [
         [1.0, 0.8, 0.8, 0.8],

@@ -23,8 +23,12 @@ def test_every_baseline_has_the_documented_signature():
     assert {"dpo", "spin", "spa", "tdpo2", "aepo_dpo"} <= set(BASELINES)
     for function in BASELINES.values():
         assert list(inspect.signature(function).parameters) == [
-            "name", "model", "train_pairs_path", "output_dir", "budget"
-        ]  # fmt: skip
+            "name",
+            "model",
+            "train_pairs_path",
+            "output_dir",
+            "budget",
+        ]
     assert set(LOSS_BASELINES.values()) <= set(loss_names())
 
 

@@ -1,5 +1,5 @@
-"""The comparison script end to end on the tiny model (the real measurement uses SmolLM2; this pins the plumbing:
-training through the baselines, verifiable scoring, paired deltas, resumption)."""
+"""The comparison script end to end on the tiny model (the real measurement uses SmolLM2; this pins the
+plumbing: training through the baselines, verifiable scoring, paired deltas, resumption)."""
 
 import json
 
@@ -11,8 +11,22 @@ FAST_BUDGET = {"max_steps": 1, "batch_size": 4, "max_length": 96, "max_new_token
 
 def test_compare_scores_every_method_with_paired_deltas(tmp_path, verifiable_pairs_file, monkeypatch):
     out = tmp_path / "compare"
-    argv = ["--output-dir", str(out), "--model", "tiny", "--methods", "dpo", "--pairs", str(verifiable_pairs_file),
-            "--budget", json.dumps(FAST_BUDGET), "--n-heldout-topics", "1", "--max-new-tokens", "8"]  # fmt: skip
+    argv = [
+        "--output-dir",
+        str(out),
+        "--model",
+        "tiny",
+        "--methods",
+        "dpo",
+        "--pairs",
+        str(verifiable_pairs_file),
+        "--budget",
+        json.dumps(FAST_BUDGET),
+        "--n-heldout-topics",
+        "1",
+        "--max-new-tokens",
+        "8",
+    ]
     assert compare.main(argv) == 0
     report = json.loads((out / "compare.json").read_text())
     results = {r["method"]: r for r in report["results"]}

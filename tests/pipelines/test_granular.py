@@ -16,8 +16,13 @@ def test_validates_trains_and_skips_on_a_rerun(tmp_path, granular_file, monkeypa
     argv = ["--data", str(granular_file), "--model", "tiny", "--output-dir", str(out)] + FAST
     assert granular.main(argv) == 0
     summary = json.loads((out / "data_summary.json").read_text())
-    assert summary == {"rows": 8, "span_in_chosen": 4, "span_in_rejected": 4, "mean_span_chars": 1.25,
-                       "spans_beyond_max_length": 0}  # fmt: skip
+    assert summary == {
+        "rows": 8,
+        "span_in_chosen": 4,
+        "span_in_rejected": 4,
+        "mean_span_chars": 1.25,
+        "spans_beyond_max_length": 0,
+    }
     metrics = json.loads((out / "model" / "metrics.json").read_text())
     assert metrics["metrics"]["loss"] == "granular_tdpo" and metrics["steps"] == 2
     assert (out / "model" / "model.safetensors").exists()

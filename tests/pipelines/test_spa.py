@@ -12,8 +12,24 @@ from trainer.pipelines.scoring import completion_logps
 
 def test_seed_then_two_iterations_and_a_rerun_redoes_nothing(tmp_path, seed_file, prompts_file, monkeypatch):
     out = tmp_path / "spa"
-    argv = ["--model", "tiny", "--seed-data", str(seed_file), "--prompts", str(prompts_file), "--iterations", "2",
-            "--output-dir", str(out), "--learning-rate", "1e-3"] + FAST_SAMPLING + FAST_TRAIN  # fmt: skip
+    argv = (
+        [
+            "--model",
+            "tiny",
+            "--seed-data",
+            str(seed_file),
+            "--prompts",
+            str(prompts_file),
+            "--iterations",
+            "2",
+            "--output-dir",
+            str(out),
+            "--learning-rate",
+            "1e-3",
+        ]
+        + FAST_SAMPLING
+        + FAST_TRAIN
+    )
     assert spa.main(argv) == 0
     state = json.loads((out / "state.json").read_text())
     assert list(state["steps"]) == ["seed/train"] + [
@@ -44,13 +60,15 @@ def test_seed_then_two_iterations_and_a_rerun_redoes_nothing(tmp_path, seed_file
         assert metrics["metrics"]["loss"] == "spa" and metrics["steps"] == 1
     assert sorted(seen_prompts) == sorted(prompts)  # disjoint chunks covering every prompt
 
-    # the implicit reward is log pi_current(y|x) - log pi_init(y|x), pi_current = the iteration's starting policy
+    # implicit reward: log pi_current(y|x) - log pi_init(y|x), pi_current = the iteration's starting policy
     row = read_jsonl(out / "iter_2" / "judged.jsonl")[0]
     current, tokenizer = load_policy(str(out / "iter_1" / "model"))
     initial, _ = load_policy("tiny")
     response = row["responses"][0]
-    expected = (completion_logps(current, tokenizer, [row["prompt"]], [response], max_length=96)[0]
-                - completion_logps(initial, tokenizer, [row["prompt"]], [response], max_length=96)[0])  # fmt: skip
+    expected = (
+        completion_logps(current, tokenizer, [row["prompt"]], [response], max_length=96)[0]
+        - completion_logps(initial, tokenizer, [row["prompt"]], [response], max_length=96)[0]
+    )
     assert row["rewards"][0] == pytest.approx(expected, abs=1e-4) and expected != 0.0
 
     def must_not_run(*args, **kwargs):
@@ -79,5 +97,17 @@ def test_ties_carry_no_preference():
 
 def test_one_sample_per_prompt_is_refused(tmp_path, seed_file, prompts_file):
     with pytest.raises(ValueError, match="at least 2 samples"):
-        spa.main(["--model", "tiny", "--seed-data", str(seed_file), "--prompts", str(prompts_file),
-                  "--output-dir", str(tmp_path), "--num-samples", "1"])  # fmt: skip
+        spa.main(
+            [
+                "--model",
+                "tiny",
+                "--seed-data",
+                str(seed_file),
+                "--prompts",
+                str(prompts_file),
+                "--output-dir",
+                str(tmp_path),
+                "--num-samples",
+                "1",
+            ]
+        )

@@ -2,7 +2,13 @@ import json
 
 import pytest
 
-from trainer.data import DataFormatError, load_preference_dataset, normalize_rows, read_rows, span_token_weights
+from trainer.data import (
+    DataFormatError,
+    load_preference_dataset,
+    normalize_rows,
+    read_rows,
+    span_token_weights,
+)
 
 
 def test_preference_format_is_detected(preference_file):

@@ -1,6 +1,11 @@
 """Multi-process training of one ``TrainSpec``: ``accelerate launch`` with DeepSpeed ZeRO (or plain DDP).
 
-    result = train_distributed(spec, work_dir, num_processes=8, deepspeed="zero3", code=None, name="dpo")
+    plan = launch_plan(deepspeed="zero3", gpus=torch.cuda.device_count())
+    result = train_distributed(spec, work_dir, num_processes=plan.num_processes, deepspeed=plan.deepspeed)
+
+``launch_plan`` decides: DeepSpeed on all visible GPUs when a config is named, DDP on several GPUs without one,
+in-process training on one GPU without DeepSpeed or on a CPU (a named config is then ignored, with a note). Inside
+a Ray task the visible GPUs are the ones Ray assigned to it.
 
 The parent writes ``job.json`` and ``accelerate.yaml`` into ``work_dir`` and runs
 
@@ -48,6 +53,29 @@ class DistributedJob:
     def from_json(cls, text: str) -> DistributedJob:
         data = json.loads(text)
         return cls(spec=TrainSpec(**data["spec"]), name=data["name"], code=data["code"])
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    backend: str  # "in_process" | "accelerate"
+    num_processes: int = 1
+    deepspeed: str | None = None  # config name or path (accelerate backend only)
+    note: str | None = None  # why a requested DeepSpeed config is not used
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def launch_plan(deepspeed: str | None, gpus: int) -> LaunchPlan:
+    """How to train on this machine: DeepSpeed on all GPUs when asked, DDP on several, else in this process."""
+    if gpus == 0:
+        note = f"no CUDA device: training in this process without DeepSpeed ({deepspeed})" if deepspeed else None
+        return LaunchPlan("in_process", note=note)
+    if deepspeed is not None:
+        return LaunchPlan("accelerate", gpus, deepspeed)
+    if gpus > 1:
+        return LaunchPlan("accelerate", gpus)
+    return LaunchPlan("in_process")
 
 
 def free_port() -> int:

@@ -114,10 +114,6 @@ def spin_pairs(
     ]
 
 
-def checkpoint_of(directory: Path, iteration: int, base_model: str) -> str:
-    return base_model if iteration == 0 else str(directory / f"iter_{iteration}" / "model")
-
-
 def run_spin(config: SpinConfig) -> list[str]:
     """Run (or resume) the SPIN iterations; returns the checkpoint of each iteration."""
     if config.iterations < 1:
@@ -131,7 +127,7 @@ def run_spin(config: SpinConfig) -> list[str]:
     checkpoints = []
     for t in range(1, config.iterations + 1):
         folder = directory / f"iter_{t}"
-        opponent = checkpoint_of(directory, t - 1, config.model)
+        opponent = config.model if t == 1 else str(directory / f"iter_{t - 1}" / "model")
         sampling = replace(config.sampling, seed=config.sampling.seed + t)
 
         def generate(opponent=opponent, sampling=sampling, folder=folder, t=t) -> dict:
