@@ -82,6 +82,21 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     console = Console()
     console.print(f"run folder: {run_dir}")
+    try:
+        run_search(config, run_dir, console)
+    except KeyboardInterrupt:  # raised inside the stack, so servers, workers and wandb all see the interruption
+        console.print(f"interrupted: continue with  python -m evo.launch --resume {run_dir}")
+        return 130
+    from evo.archive import Archive
+
+    archive = Archive(run_dir / "archive.sqlite")
+    rows, counts = leaderboard(archive)
+    render(rows, counts, archive.llm_spend(), console)
+    archive.close()
+    return 0
+
+
+def run_search(config: SearchConfig, run_dir: Path, console: Console) -> None:
     with contextlib.ExitStack() as stack:
         base_url = config.llm.base_url
         if config.proposers.llm and base_url is None:
@@ -96,19 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         if config.wandb:
             from evo.tracking import WandbTracker
 
-            stack.enter_context(WandbTracker(config, run_dir, search.archive))
-        try:
-            search.run()
-        except KeyboardInterrupt:
-            console.print(f"interrupted: continue with  python -m evo.launch --resume {run_dir}")
-            return 130
-    from evo.archive import Archive
-
-    archive = Archive(run_dir / "archive.sqlite")
-    rows, counts = leaderboard(archive)
-    render(rows, counts, archive.llm_spend(), console)
-    archive.close()
-    return 0
+            tracker = stack.enter_context(WandbTracker(config, run_dir, search.archive))
+            search.observers.append(tracker.on_result)
+        search.run()
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +62,12 @@ class Search:
         self.in_flight: dict[int, _InFlight] = {}
         self.data: TrainingData | None = None
         self.progress = SearchProgress(config)
+        self.observers: list[Callable[[Candidate], None]] = []  # told of every candidate that reaches a final status
+
+    def _finalized(self, candidate_id: int) -> None:
+        candidate = self.archive.get(candidate_id)
+        for observer in self.observers:
+            observer(candidate)
 
     def close(self) -> None:
         for flight in self.in_flight.values():
@@ -126,7 +133,7 @@ class Search:
         proposal = self.proposers[arm].propose(self.archive, generation)
         usage = proposal.usage
         if isinstance(proposal, Unparseable):
-            self.archive.add(
+            cid = self.archive.add(
                 generation, arm, "unparseable", reason=proposal.reason,
                 metrics={"raw_reply": proposal.raw[:4000], "llm_faults": list(usage.faults)},
                 llm_tokens_in=usage.tokens_in, llm_tokens_out=usage.tokens_out, llm_cost=usage.cost_usd,
@@ -134,6 +141,7 @@ class Search:
             )
             self.bandit.update(arm, 0.0)
             self.progress.event(f"{arm}: unparseable ({proposal.reason})")
+            self._finalized(cid)
             return
         cid = self.archive.add(
             generation, arm, "proposed", name=proposal.name, thought=proposal.thought, code=proposal.code,
@@ -168,6 +176,7 @@ class Search:
             self.archive.update(cid, status="invalid", reason=f"[{verdict.stage}] {verdict.error}")
             self.bandit.update(arm, 0.0)
             self.progress.event(f"candidate {cid}: invalid ({verdict.stage})")
+            self._finalized(cid)
             return
         original = self.archive.original_with(verdict.fingerprint, verdict.canonical_form)
         if original is not None:
@@ -177,6 +186,7 @@ class Search:
             )
             self.bandit.update(arm, 0.0)
             self.progress.event(f"candidate {cid}: duplicate of {original.id} ({original.name})")
+            self._finalized(cid)
             return
         self.archive.update(
             cid, status="training", fingerprint=verdict.fingerprint, canonical=verdict.canonical_form,
@@ -240,6 +250,7 @@ class Search:
                 candidate.proposer, reward(result.status, result.fitness, candidate.metrics.get("best_before"))
             )
         self.progress.result(self.archive, candidate, result)
+        self._finalized(result.candidate_id)
 
 
 def init_ray(config: SearchConfig) -> None:

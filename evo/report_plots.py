@@ -55,8 +55,8 @@ def loss_shape(fn: Callable[..., torch.Tensor], margins: torch.Tensor, beta: flo
     if not isinstance(values, torch.Tensor) or values.shape != x.shape:
         got = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
         raise ValueError(f"the loss returned {got} for a batch of shape {tuple(x.shape)}")
-    (slopes,) = torch.autograd.grad(values.sum(), x, allow_unused=True)
-    slopes = torch.zeros_like(x) if slopes is None else slopes
+    slopes = torch.autograd.grad(values.sum(), x, allow_unused=True)[0] if values.requires_grad else None
+    slopes = torch.zeros_like(x) if slopes is None else slopes  # a loss that ignores x is flat
 
     def finite(t: torch.Tensor) -> np.ndarray:
         array = t.detach().double().numpy()
@@ -203,6 +203,7 @@ def status_png(counts: Mapping[str, int]) -> str:
     bars = ax.barh(present, values, height=0.6, color=[STATUS_COLOURS[s] for s in present])
     ax.bar_label(bars, padding=3)
     ax.invert_yaxis()
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("candidates")
     ax.set_xlim(0, max(values) * 1.15)
     return to_png(fig)

@@ -35,6 +35,7 @@ HINGE = HEADER + "    return torch.relu(1 - beta * x)\n"
 SHIFTED = HEADER + "    return -F.logsigmoid(beta * x - 0.5)\n"
 EXPONENTIAL = HEADER + "    return torch.exp(-beta * x)\n"
 SCALAR = HEADER + "    return (-F.logsigmoid(beta * x)).mean()\n"  # breaks the (batch,) contract
+CONSTANT = HEADER + "    return torch.zeros_like(x)\n"
 HOSTILE_NAME = 'exp<img src="x">'
 
 
@@ -62,9 +63,12 @@ def test_candidate_code_is_compiled_and_differentiated():
 
 
 def test_a_loss_that_cannot_be_drawn_is_reported_not_fatal():
-    curves, errors = shapes([_candidate(SCALAR, name="scalar"), _candidate(SHIFTED, name="shifted")], BETA)
-    assert [c.label for c in curves] == ["DPO", "#7 shifted"]
+    candidates = [_candidate(SCALAR, name="scalar"), _candidate(SHIFTED, name="shifted"),
+                  _candidate(CONSTANT, name="flat")]
+    curves, errors = shapes(candidates, BETA)
+    assert [c.label for c in curves] == ["DPO", "#7 shifted", "#7 flat"]
     assert list(errors) == ["#7 scalar"] and f"batch of shape ({SHAPE_POINTS},)" in errors["#7 scalar"]
+    assert not curves[2].values.any() and not curves[2].slopes.any()
 
 
 # ---- the page -------------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Sampling K responses per prompt: shape, order, reproducibility, backend choice."""
+"""Sampling K responses per prompt: shape, reproducibility, backend choice."""
 
 import importlib.util
 from dataclasses import replace
@@ -20,13 +20,6 @@ def test_k_samples_per_prompt_reproducible_by_seed():
     assert sample_responses("tiny", PROMPTS, options) == first
     other_seed = replace(options, seed=2)
     assert sample_responses("tiny", PROMPTS, other_seed) != first
-
-
-def test_answers_stay_with_their_prompts():
-    greedy = SamplingOptions(num_samples=1, temperature=0.0, max_new_tokens=6, backend="transformers")
-    together = sample_responses("tiny", PROMPTS, greedy)
-    alone = [sample_responses("tiny", [prompt], greedy)[0] for prompt in PROMPTS]
-    assert together == alone and together[0] != together[1]
 
 
 def test_backend_choice():

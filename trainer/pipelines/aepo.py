@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 from rich.progress import track
 
+from evaluators.judge import add_judge_arguments, judge_from_arguments
 from trainer.data import DataFormatError, read_rows
 from trainer.pipelines.aepo_select import EMBEDDERS, select_diverse
 from trainer.pipelines.common import Messages, as_messages, setup_logging
@@ -214,8 +215,6 @@ def make_reward(name: str, args: argparse.Namespace) -> RewardFn:
     if name == "verifiable":
         return verifiable_reward(args.verifiable_seed)
     if name == "judge":
-        from evaluators.judge import judge_from_arguments
-
         return judge_reward(judge_from_arguments(args, default_max_tokens=512))
     if not Path(name).exists():
         raise FileNotFoundError(
@@ -225,8 +224,6 @@ def make_reward(name: str, args: argparse.Namespace) -> RewardFn:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from evaluators.judge import add_judge_arguments
-
     parser = argparse.ArgumentParser(
         prog="python -m trainer.pipelines.aepo",
         description=__doc__,

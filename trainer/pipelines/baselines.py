@@ -13,9 +13,9 @@ of ``Budget`` fields (unknown keys are an error). What each method makes of the 
 - ``spin``: the chosen responses are the SFT answers; ``budget["iterations"]`` SPIN iterations.
 - ``spa``: the first ``seed_fraction`` of the pairs is the labelled seed set, the other pairs' prompts are the
   unlabelled prompts; ``iterations`` SPA iterations.
-- ``aepo_dpo``: the policy samples ``num_responses`` responses per prompt, AEPO picks and annotates
-  ``num_annotations`` of them (``reward``, default the verifiable checkers, West-of-N), DPO trains on the
-  result.
+- ``aepo_dpo``: the policy samples ``num_responses`` responses per prompt, AEPO picks ``num_annotations`` of
+  them, the verifiable checkers annotate those (rows need the data builder's ``id``, or ``family`` and
+  ``params``), the best and worst form a pair (West-of-N), and DPO trains on the pairs.
 
 Each runs resumably in ``output_dir`` (a rerun after an interruption skips the finished steps)."""
 
@@ -65,7 +65,6 @@ class Budget:
     num_responses: int = 4
     num_annotations: int = 2
     diversity_penalty: float = 1.0
-    reward: str = "verifiable"
     verifiable_seed: int = 0
     temperature: float = 0.9
     max_new_tokens: int = 64
@@ -196,8 +195,6 @@ def aepo_dpo_baseline(
 ) -> str:
     """Sample N per prompt, AEPO-select and annotate k (West-of-N), then DPO."""
     spec = Budget.from_dict(budget)
-    if spec.reward != "verifiable":
-        raise ValueError("the aepo_dpo baseline annotates with the verifiable checkers (reward='verifiable')")
     directory = Path(output_dir)
     config = {"baseline": name, "model": model, "pairs": resolved(train_pairs_path)} | asdict(spec)
     state = PipelineState(directory, config)

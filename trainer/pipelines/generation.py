@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
+from evaluators.generation import SamplingConfig, chat, load_model
 from trainer.models import resolve_model_path
 from trainer.pipelines.common import Messages
 
@@ -98,8 +99,6 @@ def sample_responses(
 def _transformers_sample(
     model: str, conversations: Sequence[Messages], options: SamplingOptions
 ) -> list[list[str]]:
-    from evaluators.generation import SamplingConfig, chat, load_model
-
     policy, tokenizer = load_model(model)  # on the CPU: evaluators.generation keeps its inputs there
     config = SamplingConfig(
         max_new_tokens=options.max_new_tokens,

@@ -18,7 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from evaluators.judge import JudgeConfig, complete, run_parallel
+from evaluators.verifiable_families import check
+from evaluators.verifiable_prompts import make_prompt
 from trainer.pipelines.common import Messages, assistant
 
 JUDGE_SYSTEM = "You are a careful, impartial evaluator of AI assistant answers."
@@ -44,8 +48,6 @@ RewardFn = Callable[[Sequence[Candidate]], list[float]]
 
 
 def _verifiable_checker(row: Mapping[str, Any], prompt: Messages, seed: int) -> tuple[str, Mapping[str, Any]]:
-    from evaluators.verifiable_prompts import make_prompt
-
     if "family" in row and "params" in row:
         return row["family"], row["params"]
     identifier = row.get("id")
@@ -59,8 +61,6 @@ def _verifiable_checker(row: Mapping[str, Any], prompt: Messages, seed: int) -> 
 
 
 def verifiable_reward(seed: int = 0) -> RewardFn:
-    from evaluators.verifiable_families import check
-
     def score(candidates: Sequence[Candidate]) -> list[float]:
         rewards = []
         for candidate in candidates:
@@ -73,8 +73,6 @@ def verifiable_reward(seed: int = 0) -> RewardFn:
 
 def model_reward(path: str, batch_size: int = 8, max_length: int = 1024) -> RewardFn:
     """A sequence-classification reward model with a single output logit."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -119,11 +117,8 @@ def parse_rating(text: str) -> float:
     return float(found[-1]) if found else math.nan
 
 
-def judge_reward(config: Any, client: Any = None) -> RewardFn:
-    """An LLM judge; ``config`` is an ``evaluators.judge.JudgeConfig`` (``client``: an ``openai.OpenAI``-like
-    object, built from the config when omitted)."""
-    from evaluators.judge import complete, run_parallel
-
+def judge_reward(config: JudgeConfig, client: Any = None) -> RewardFn:
+    """An LLM judge (``client``: an ``openai.OpenAI``-like object, built from the config when omitted)."""
     judge_client = client if client is not None else config.client()
 
     def rate(candidate: Candidate) -> float:

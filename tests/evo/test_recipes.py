@@ -1,0 +1,207 @@
+"""The committed recipes: each parses, every key in it reaches the code that uses it, the published values are the
+ones its comments cite, and its DeepSpeed config passes DeepSpeed's own parser after the HF Trainer fills it."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from evaluators import make_spec
+from evo.config import SearchConfig, TrainingConfig, load_config, to_dict
+from evo.retrain import LAUNCH_ONLY_FIELDS, train_spec
+from trainer.deepspeed import accelerate_config, config_names, config_path
+from trainer.deepspeed import load_config as load_deepspeed_config
+from trainer.deepspeed.launch import launch_plan
+from trainer.train import TrainSpec, build_config
+
+RECIPE_DIR = Path(__file__).resolve().parents[2] / "runs" / "recipes"
+RECIPES = sorted(RECIPE_DIR.glob("*.yaml"))
+# recipe -> (GPUs it trains on, the published effective batch = GPUs x per-device batch x gradient accumulation)
+RECIPE_BATCH = {
+    "zephyr-7b-gemma": (8, 128),
+    "zephyr-7b-gemma-full": (8, 128),
+    "spin-zephyr-7b": (8, 64),
+    "spa-zephyr-7b": (4, 96),
+    "smollm2-1.7b": (1, 128),
+}
+EVALUATOR_BLOCKS = ("verifiable", "proxy", "mt_bench", "alpaca_eval")
+RETRAIN_KEYS = {"preset", "seed", "wandb", "training", "data", "fitness", "retrain"}
+
+
+def _leaves(value, prefix=()):
+    if isinstance(value, dict) and value:
+        for key, item in value.items():
+            yield from _leaves(item, (*prefix, key))
+    else:
+        yield prefix, value
+
+
+def _recipe(path: Path) -> tuple[dict, SearchConfig]:
+    return yaml.safe_load(path.read_text()), load_config(path)
+
+
+def _evaluator_names(config: SearchConfig) -> set[str]:
+    fitness = config.fitness
+    names = set(fitness.weights) if fitness.kind == "weighted" else {fitness.kind}
+    return names | set(config.retrain.evaluators)
+
+
+def _block(name: str) -> str:
+    return "alpaca_eval" if name.startswith("alpaca_eval") else name
+
+
+def test_the_published_recipes_are_committed():
+    assert set(RECIPE_BATCH) <= {p.stem for p in RECIPES}
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
+def test_every_key_lands_in_the_config_unchanged(path):
+    raw, config = _recipe(path)
+    plain = to_dict(config)
+    for keys, value in _leaves(raw):
+        landed = plain
+        for key in keys:
+            landed = landed[key]
+        assert landed == value, f"{'.'.join(keys)}: recipe says {value!r}, config holds {landed!r}"
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
+def test_every_training_field_reaches_the_trainer_arguments(path):
+    _, config = _recipe(path)
+    training = config.training
+    spec = train_spec(training, "train.jsonl", "out", loss="sigmoid", ref_cache_dir=None)
+    for field in dataclasses.fields(TrainingConfig):
+        if field.name not in LAUNCH_ONLY_FIELDS:
+            assert getattr(spec, field.name) == getattr(training, field.name), field.name
+    args = build_config(spec)  # TrainingArguments validate the scheduler and optimizer names
+    assert (args.beta, args.learning_rate, args.lr_scheduler_type.value, args.warmup_steps) == (
+        training.beta, training.learning_rate, training.lr_scheduler_type, training.warmup_ratio
+    )
+    assert args.optim.value == training.optim
+    assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (
+        training.batch_size, training.gradient_accumulation_steps
+    )
+    assert (args.num_train_epochs, args.max_steps, args.seed) == (
+        training.num_train_epochs, training.max_steps, training.seed
+    )
+    assert (args.max_length, args.max_prompt_length) == (training.max_length, training.max_prompt_length)
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
+def test_every_evaluator_block_is_used_and_accepted_by_its_spec(path):
+    _, config = _recipe(path)
+    names = _evaluator_names(config)
+    for name in names:
+        options = dict(getattr(config.fitness, _block(name)))
+        if name == "proxy":
+            options.setdefault("data", "heldout.jsonl")  # filled from the run's held-out pairs at run time
+        make_spec(name, **options)  # an unknown option is a TypeError here
+    used = {_block(n) for n in names}
+    orphans = [b for b in EVALUATOR_BLOCKS if getattr(config.fitness, b) and b not in used]
+    assert not orphans, f"options for evaluators that never run: {orphans}"
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
+def test_data_proposer_and_resource_keys_are_the_ones_their_mode_reads(path):
+    raw, config = _recipe(path)
+    data = config.data
+    assert (data.source == "hub") == (data.hub_dataset is not None)
+    if data.source != "hub":
+        assert data.max_train_pairs is None and data.hub_heldout_split is None
+    if "retrain" in raw:  # a retraining recipe: search-only sections would be silently unused
+        assert set(raw) <= RETRAIN_KEYS, f"keys evo.retrain does not read: {sorted(set(raw) - RETRAIN_KEYS)}"
+        return
+    if "llm" in raw:
+        assert config.proposers.llm, "llm settings without the LLM proposer"
+    if config.training.deepspeed:
+        assert config.resources.num_gpus >= 1, "a DeepSpeed config on CPU-only tasks is never used"
+    assert config.resources.num_gpus == int(config.resources.num_gpus), "candidates take whole GPUs"
+
+
+@pytest.mark.parametrize("name", sorted(RECIPE_BATCH))
+def test_effective_batch_is_the_published_one(name):
+    raw, config = _recipe(RECIPE_DIR / f"{name}.yaml")
+    gpus, effective = RECIPE_BATCH[name]
+    assert gpus * config.training.batch_size * config.training.gradient_accumulation_steps == effective
+    if "resources" in raw:  # a search recipe: each candidate task asks Ray for those GPUs
+        assert config.resources.num_gpus == gpus
+
+
+def test_zephyr_recipe_is_the_discopop_setup():
+    _, config = _recipe(RECIPE_DIR / "zephyr-7b-gemma.yaml")
+    training = config.training
+    assert training.model == "HuggingFaceH4/zephyr-7b-gemma-sft-v0.1"
+    assert config.data.hub_dataset == "argilla/dpo-mix-7k"
+    assert (training.beta, training.learning_rate, training.lr_scheduler_type) == (0.05, 5e-7, "cosine")
+    assert (training.warmup_ratio, training.num_train_epochs) == (0.1, 2)
+    assert (training.max_length, training.max_prompt_length) == (1024, 512)
+    assert config.fitness.kind == "mt_bench"
+    assert config.proposers.llm and config.llm.base_url.startswith("https://") and config.llm.model.startswith("gpt-4")
+
+
+def test_full_recipe_retrains_with_the_search_settings_and_adds_alpaca_eval():
+    _, search = _recipe(RECIPE_DIR / "zephyr-7b-gemma.yaml")
+    _, full = _recipe(RECIPE_DIR / "zephyr-7b-gemma-full.yaml")
+    assert full.training == search.training and full.data == search.data
+    assert full.fitness.kind == search.fitness.kind
+    assert full.retrain.evaluators == ("alpaca_eval_lc",)
+
+
+def test_spin_and_spa_recipes_carry_their_losses_as_baselines():
+    _, spin = _recipe(RECIPE_DIR / "spin-zephyr-7b.yaml")
+    _, spa = _recipe(RECIPE_DIR / "spa-zephyr-7b.yaml")
+    assert "spin" in spin.baselines and spin.training.optim == "rmsprop"
+    assert "spa" in spa.baselines and spa.data.max_train_pairs == 2000
+
+
+def _deepspeed_recipes() -> list[Path]:
+    return [p for p in RECIPES if _recipe(p)[1].training.deepspeed]
+
+
+def _parsed(deepspeed: str, spec: TrainSpec):
+    """The DeepSpeed config as the HF Trainer fills its "auto" values, through DeepSpeed's own parser."""
+    from deepspeed.runtime.config import DeepSpeedConfig
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers.integrations import HfTrainerDeepSpeedConfig
+
+    args = build_config(spec)
+    filled = HfTrainerDeepSpeedConfig(load_deepspeed_config(deepspeed))
+    filled.trainer_config_process(args)
+    model = LlamaForCausalLM(LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                         num_attention_heads=4, vocab_size=128))
+    filled.trainer_config_finalize(args, model, num_training_steps=100)  # bucket sizes from the model
+    return DeepSpeedConfig(filled.config)  # raises on unknown keys and inconsistent batch sizes
+
+
+@pytest.mark.parametrize("path", _deepspeed_recipes(), ids=lambda p: p.stem)
+def test_recipe_deepspeed_config_passes_deepspeeds_parser(path, tmp_path):
+    _, config = _recipe(path)
+    training = config.training
+    parsed = _parsed(training.deepspeed, train_spec(training, "train.jsonl", str(tmp_path), loss="sigmoid",
+                                                    ref_cache_dir=None))
+    assert parsed.zero_optimization_stage == 3
+    assert parsed.train_micro_batch_size_per_gpu == training.batch_size
+    assert parsed.gradient_accumulation_steps == training.gradient_accumulation_steps
+    assert parsed.zero_config.gather_16bit_weights_on_model_save  # save_model writes a whole checkpoint
+    plan = launch_plan(training.deepspeed, gpus=RECIPE_BATCH[path.stem][0])
+    assert (plan.backend, plan.deepspeed) == ("accelerate", training.deepspeed)
+
+
+@pytest.mark.parametrize("name", config_names())
+def test_shipped_deepspeed_configs_parse_and_launch(name, tmp_path):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    spec = TrainSpec(model="tiny", data="train.jsonl", output_dir=str(tmp_path), batch_size=4,
+                     gradient_accumulation_steps=2)
+    parsed = _parsed(name, spec)
+    assert parsed.zero_optimization_stage == int(name.removeprefix("zero"))
+    assert parsed.train_batch_size == 8
+    accelerate_file = tmp_path / "accelerate.yaml"
+    accelerate_file.write_text(yaml.safe_dump(accelerate_config(2, 29500, name)))
+    loaded = load_config_from_file(str(accelerate_file))
+    assert loaded.distributed_type.value == "DEEPSPEED" and loaded.num_processes == 2
+    assert Path(loaded.deepspeed_config["deepspeed_config_file"]) == config_path(name)
+    assert loaded.deepspeed_config["zero3_init_flag"] == (name == "zero3")
