@@ -52,7 +52,7 @@ def test_sigkill_mid_generation_then_resume(tmp_path, recipe):
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
 
     after = {c.id: c for c in _snapshot(archive_path)}
-    assert set(after) >= set(finished_before) | in_flight_before  # no candidate lost
+    assert set(after) >= set(finished_before) | set(in_flight_before)  # no candidate lost
     assert len(after) == 1 + 2 * 3  # the DPO baseline + generations x population, nothing proposed twice
     assert all(c.status in FINAL for c in after.values())
     for cid, old in finished_before.items():  # finished work is never redone

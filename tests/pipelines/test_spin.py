@@ -71,6 +71,9 @@ def test_two_iterations_resume_after_an_interrupted_training(tmp_path, sft_file,
 
     with pytest.raises(ConfigMismatchError, match="loss"):
         spin.main(argv + ["--loss", "spin_hinge"])
+    sft_file.write_text(sft_file.read_text().replace("calm", "quiet"))
+    with pytest.raises(ConfigMismatchError, match="sft_data"):  # same path, other content
+        spin.main(argv)
 
 
 def test_sft_formats(tmp_path):

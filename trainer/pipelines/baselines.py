@@ -29,7 +29,7 @@ from typing import Any
 
 from trainer.data import normalize_rows, read_rows
 from trainer.pipelines.aepo import AepoConfig, run_aepo
-from trainer.pipelines.common import TrainOptions, as_messages, resolved, train, train_facts
+from trainer.pipelines.common import TrainOptions, as_messages, file_identity, train, train_facts
 from trainer.pipelines.generation import SamplingOptions, sample_responses
 from trainer.pipelines.rewards import verifiable_reward
 from trainer.pipelines.spa import SpaConfig, run_spa
@@ -127,7 +127,7 @@ def loss_baseline(
     """``LOSS_BASELINES[name]`` trained on the pairs."""
     spec = Budget.from_dict(budget)
     directory = Path(output_dir)
-    config = {"baseline": name, "model": model, "pairs": resolved(train_pairs_path)} | asdict(spec)
+    config = {"baseline": name, "model": model, "pairs": file_identity(train_pairs_path)} | asdict(spec)
     state = PipelineState(directory, config)
     state.run(
         "train",
@@ -196,7 +196,7 @@ def aepo_dpo_baseline(
     """Sample N per prompt, AEPO-select and annotate k (West-of-N), then DPO."""
     spec = Budget.from_dict(budget)
     directory = Path(output_dir)
-    config = {"baseline": name, "model": model, "pairs": resolved(train_pairs_path)} | asdict(spec)
+    config = {"baseline": name, "model": model, "pairs": file_identity(train_pairs_path)} | asdict(spec)
     state = PipelineState(directory, config)
     prompts = _unique_prompts(_pairs(train_pairs_path))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import shutil
@@ -106,8 +107,10 @@ def assistant(text: str) -> Messages:
     return [{"role": "assistant", "content": text}]
 
 
-def resolved(path: str | Path) -> str:
-    return str(Path(path).resolve())
+def file_identity(path: str | Path) -> dict[str, str]:
+    """A data file as a run's configuration records it: where it is and what it holds."""
+    path = Path(path)
+    return {"path": str(path.resolve()), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
 def setup_logging() -> None:

@@ -2,13 +2,13 @@
 iteration of SPIN, SPA and DPO-on-AEPO-pairs next to plain DPO and the untrained policy, with standard errors.
 
     python -m trainer.pipelines.compare --output-dir runs/compare [--model smollm2-135m-instruct]
-        [--methods dpo,spin,spa,aepo_dpo] [--budget '{"epochs": 3}'] [--n-heldout-topics 30]
+        [--methods dpo,spin,spa,aepo_dpo] [--budget '{"epochs": 3}'] [--n-heldout-topics 30] [--pairs FILE]
 
-Every method starts from the same policy and the same West-of-N training pairs
-(``evaluators.verifiable_data``, cached) and is scored on the same held-out prompts, so each is also compared
-with DPO by the paired difference of per-prompt pass/fail. Heavy: on a 2-core CPU each method trains for
-minutes and samples for minutes. Everything is resumable: finished methods and evaluations are kept in
-``--output-dir`` and skipped on a rerun.
+Every method starts from the same policy and the same West-of-N training pairs (built and cached by
+``evaluators.verifiable_data``, or ``--pairs``) and is scored on the same held-out prompts, so each is also
+compared with DPO by the paired difference of per-prompt pass/fail. Heavy: on a 2-core CPU each method
+trains for minutes and samples for minutes. Everything is resumable: finished methods and evaluations are
+kept in ``--output-dir`` and skipped on a rerun.
 
 Outputs: ``DIR/<method>/`` (the baseline's artefacts and ``fitness.json``), ``DIR/compare.json`` (all
 scores)."""

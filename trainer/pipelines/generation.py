@@ -100,6 +100,7 @@ def _transformers_sample(
     model: str, conversations: Sequence[Messages], options: SamplingOptions
 ) -> list[list[str]]:
     policy, tokenizer = load_model(model)  # on the CPU: evaluators.generation keeps its inputs there
+    policy.config.use_cache = True  # checkpoints saved by TRL's trainer carry use_cache=False
     config = SamplingConfig(
         max_new_tokens=options.max_new_tokens,
         temperature=options.temperature,

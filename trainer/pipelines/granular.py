@@ -31,7 +31,7 @@ from trainer.models import load_tokenizer
 from trainer.pipelines.common import (
     TrainOptions,
     add_train_arguments,
-    resolved,
+    file_identity,
     setup_logging,
     train,
     train_facts,
@@ -94,7 +94,7 @@ def run_granular(config: GranularConfig) -> str:
     if config.loss not in GRANULAR_LOSSES:
         raise ValueError(f"loss must be one of {GRANULAR_LOSSES}, got {config.loss!r}")
     directory = Path(config.output_dir)
-    recorded = asdict(config) | {"data": resolved(config.data)}
+    recorded = asdict(config) | {"data": file_identity(config.data)}
     recorded.pop("output_dir")
     state = PipelineState(directory, recorded)
 

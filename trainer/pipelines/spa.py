@@ -43,7 +43,7 @@ from trainer.pipelines.common import (
     add_train_arguments,
     as_messages,
     assistant,
-    resolved,
+    file_identity,
     setup_logging,
     train,
     train_facts,
@@ -158,7 +158,10 @@ def run_spa(config: SpaConfig) -> list[str]:
     if config.sampling.num_samples < 2:
         raise ValueError("SPA needs at least 2 samples per prompt to form a pair")
     directory = Path(config.output_dir)
-    recorded = asdict(config) | {"seed_data": resolved(config.seed_data), "prompts": resolved(config.prompts)}
+    recorded = asdict(config) | {
+        "seed_data": file_identity(config.seed_data),
+        "prompts": file_identity(config.prompts),
+    }
     recorded.pop("output_dir")
     # The prompt chunks depend on the number of iterations, so it is part of the configuration here.
     state = PipelineState(directory, recorded)

@@ -36,7 +36,7 @@ from trainer.pipelines.common import (
     add_train_arguments,
     as_messages,
     assistant,
-    resolved,
+    file_identity,
     setup_logging,
     train,
     train_facts,
@@ -119,7 +119,7 @@ def run_spin(config: SpinConfig) -> list[str]:
     if config.iterations < 1:
         raise ValueError(f"iterations must be >= 1, got {config.iterations}")
     directory = Path(config.output_dir)
-    recorded = asdict(config) | {"sft_data": resolved(config.sft_data)}
+    recorded = asdict(config) | {"sft_data": file_identity(config.sft_data)}
     recorded.pop("output_dir")
     state = PipelineState(directory, recorded, extendable=("iterations",))
     examples = load_sft(config.sft_data)
