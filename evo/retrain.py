@@ -30,7 +30,7 @@ from evo.config import SearchConfig, TrainingConfig, load_config, save_config, t
 from evo.data_prep import prepare_data
 from evo.job import CandidateJob, score
 from evo.retrain_store import RetrainRecord, RetrainStore
-from trainer.deepspeed.launch import LaunchPlan, launch_plan, train_distributed
+from trainer.deepspeed.launch import LaunchPlan, candidate_loss, launch_plan, train_distributed
 from trainer.models import cache_root
 from trainer.train import TrainResult, TrainSpec, run_training
 from trainer.trainer import CandidateDiverged
@@ -76,18 +76,11 @@ def train_spec(
 
 
 def _train(candidate: Candidate, spec: TrainSpec, plan: LaunchPlan, work_dir: Path) -> TrainResult:
+    code = None if candidate.loss else candidate.code
     if plan.backend == "accelerate":
-        return train_distributed(
-            spec, work_dir, num_processes=plan.num_processes, deepspeed=plan.deepspeed,
-            code=None if candidate.loss else candidate.code, name=candidate.name,
-        )
-    loss = None
-    if not candidate.loss:
-        from sandbox.compile import compile_loss
-        from trainer.losses import discovered_loss_spec
-
-        loss = discovered_loss_spec(candidate.name, compile_loss(candidate.code), candidate.code)
-    return run_training(spec, loss=loss)
+        return train_distributed(spec, work_dir, num_processes=plan.num_processes, deepspeed=plan.deepspeed,
+                                 code=code, name=candidate.name)
+    return run_training(spec, loss=candidate_loss(candidate.name, code))
 
 
 def _evaluations(model_dir: str, job: CandidateJob, names: tuple[str, ...]) -> dict:
@@ -119,8 +112,9 @@ def retrain(candidate: Candidate, config: SearchConfig, recipe: str, output_dir:
             ref_cache_dir=str(cache_root() / "refcache"), report_to="wandb" if config.wandb else "none",
             run_name=f"retrain-{candidate.id}-{candidate.name}-{recipe}",
         )
+        trained_at = time.monotonic()
         trained = _train(candidate, spec, plan, output_dir)
-        timings["train_s"] = trained.seconds
+        timings["train_s"] = time.monotonic() - trained_at
         record = dataclasses.replace(record, train={
             "loss": trained.metrics.get("loss"), "steps": trained.steps, "first_loss": trained.first_loss,
             "last_loss": trained.last_loss,

@@ -32,6 +32,7 @@ from pathlib import Path
 import yaml
 
 from trainer.deepspeed import accelerate_config
+from trainer.losses import LossSpec, discovered_loss_spec
 from trainer.train import TrainResult, TrainSpec, run_training
 from trainer.trainer import CandidateDiverged
 
@@ -118,6 +119,16 @@ def train_distributed(
     return TrainResult(**json.loads(result.read_text()))
 
 
+def candidate_loss(name: str, code: str | None) -> LossSpec | None:
+    """What ``run_training`` takes as ``loss``: None for a registry loss (``spec.loss``), else the candidate's
+    source compiled by the sandbox (policy check, restricted globals, audit guard)."""
+    if code is None:
+        return None
+    from sandbox.compile import compile_loss
+
+    return discovered_loss_spec(name, compile_loss(code), code)
+
+
 def _write_atomic(path: Path, text: str) -> None:
     scratch = path.with_suffix(".tmp")
     scratch.write_text(text)
@@ -127,12 +138,7 @@ def _write_atomic(path: Path, text: str) -> None:
 def worker(job_file: Path) -> None:
     """One rank: build the loss, train, and (rank 0) write the result next to the job file."""
     job = DistributedJob.from_json(job_file.read_text())
-    loss = None
-    if job.code is not None:
-        from sandbox.compile import compile_loss
-        from trainer.losses import discovered_loss_spec
-
-        loss = discovered_loss_spec(job.name, compile_loss(job.code), job.code)
+    loss = candidate_loss(job.name, job.code)
     rank_zero = int(os.environ.get("RANK", "0")) == 0
     try:
         result = run_training(job.spec, loss=loss)
