@@ -5,6 +5,7 @@ never raises for a bad candidate. The trained checkpoint is deleted after evalua
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -17,7 +18,7 @@ from evaluators import evaluate, make_spec
 from evaluators.fitness import Fitness
 from evo.config import FitnessConfig, TrainingConfig
 from trainer.losses import discovered_loss_spec
-from trainer.train import TrainSpec, run_training
+from trainer.train import TrainResult, TrainSpec, run_training
 from trainer.trainer import CandidateDiverged
 
 
@@ -31,7 +32,8 @@ class CandidateJob:
     training: TrainingConfig
     fitness: FitnessConfig
     code: str | None = None  # proposed source (sequence-level contract), or
-    loss: str | None = None  # a registry loss (baselines)
+    loss: str | None = None  # a registry loss (baselines), or
+    pipeline: str | None = None  # a fixed method's whole procedure (trainer.pipelines.baselines: spin, spa, ...)
     ref_cache_dir: str | None = None
     keep_model: bool = False
     report_to: str = "none"
@@ -83,6 +85,27 @@ def _loss(job: CandidateJob):
     return discovered_loss_spec(job.name, compile_loss(job.code), job.code)
 
 
+def _run_pipeline(job: CandidateJob, spec: TrainSpec) -> TrainResult:
+    """A fixed method's procedure (SPIN iterations, SPA self-annotation, AEPO pairs + DPO) on the run's data,
+    with the run's training budget; the final checkpoint is copied to where the evaluator looks."""
+    from trainer.pipelines.baselines import run_baseline
+
+    budget = {
+        "max_steps": spec.max_steps, "epochs": spec.num_train_epochs, "batch_size": spec.batch_size,
+        "learning_rate": spec.learning_rate, "beta": spec.beta, "max_length": spec.max_length, "seed": spec.seed,
+    }
+    started = time.monotonic()
+    checkpoint = run_baseline(job.pipeline, spec.model, spec.data, str(Path(job.work_dir) / "pipeline"), budget)
+    shutil.copytree(checkpoint, spec.output_dir, dirs_exist_ok=True)
+    metrics_file = Path(checkpoint) / "metrics.json"
+    losses = json.loads(metrics_file.read_text()).get("losses", []) if metrics_file.exists() else []
+    return TrainResult(
+        output_dir=spec.output_dir, steps=len(losses), seconds=time.monotonic() - started,
+        first_loss=losses[0] if losses else float("nan"), last_loss=losses[-1] if losses else float("nan"),
+        losses=losses, metrics={"pipeline": job.pipeline},
+    )
+
+
 def run_job(job: CandidateJob) -> JobResult:
     work = Path(job.work_dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -99,7 +122,10 @@ def run_job(job: CandidateJob) -> JobResult:
             max_length=job.training.max_length, seed=job.training.seed, ref_cache_dir=job.ref_cache_dir,
             report_to=job.report_to, run_name=f"{job.candidate_id}-{job.name}",
         )
-        trained = run_training(spec, loss=None if job.loss else _loss(job))
+        if job.pipeline is not None:
+            trained = _run_pipeline(job, spec)
+        else:
+            trained = run_training(spec, loss=None if job.loss else _loss(job))
         timings["train_s"] = time.monotonic() - started
         scored_at = time.monotonic()
         fitness = score(str(model_dir), job)
@@ -112,6 +138,7 @@ def run_job(job: CandidateJob) -> JobResult:
     finally:
         if not job.keep_model:
             shutil.rmtree(model_dir, ignore_errors=True)
+            shutil.rmtree(work / "pipeline", ignore_errors=True)
     if not math.isfinite(fitness.score):
         return JobResult(job.candidate_id, "failed", f"the evaluator returned a non-finite score ({fitness.score})")
     metrics = {

@@ -31,9 +31,13 @@ from trainer.models import cache_root
 log = logging.getLogger(__name__)
 
 BASELINE_LOSSES = {"dpo": "sigmoid"}
+PIPELINE_BASELINES = ("spin", "spa", "aepo_dpo")  # procedures, not just losses: run by trainer.pipelines
 
 
-def baseline_loss(name: str) -> str:
+def baseline_loss(name: str) -> str | None:
+    """The registry loss a baseline trains with, or None for a pipeline baseline."""
+    if name in PIPELINE_BASELINES:
+        return None
     loss = BASELINE_LOSSES.get(name, name)
     get_loss_spec(loss)  # raises with the list of known losses
     return loss
@@ -97,10 +101,17 @@ class Search:
             if name in existing:
                 continue
             loss = baseline_loss(name)
+            if loss is None:
+                cid = self.archive.add(
+                    0, "baseline", "training", name=name, thought=f"baseline: the {name} procedure",
+                    metrics={"pipeline": name},
+                )
+                self._submit(self.archive.get(cid))
+                continue
             spec = get_loss_spec(loss)
             fingerprint = canonical = None
             if spec.level == "sequence":
-                verdict = validate_source(spec.source, entry=spec.source.split("def ", 1)[1].split("(", 1)[0], pool=self.pool)
+                verdict = validate_source(spec.source, entry=loss, pool=self.pool)
                 fingerprint, canonical = verdict.fingerprint, verdict.canonical_form
             cid = self.archive.add(
                 0, "baseline", "training", name=name, loss=loss, code=spec.source, thought=f"baseline: {loss}",
@@ -209,6 +220,7 @@ class Search:
             fitness=self.config.fitness,
             code=None if candidate.loss else candidate.code,
             loss=candidate.loss,
+            pipeline=candidate.metrics.get("pipeline"),
             ref_cache_dir=str(cache_root() / "refcache"),
         )
         resources = self.config.resources

@@ -107,6 +107,7 @@ def run_training(spec: TrainSpec, loss: Callable | LossSpec | None = None) -> Tr
     out = Path(spec.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     if spec.save_model:
+        trainer.model.config.use_cache = True  # TRL trains with the KV cache off; generation from the checkpoint wants it
         trainer.save_model(str(out))
         tokenizer.save_pretrained(str(out))
     seconds = time.monotonic() - started

@@ -27,6 +27,7 @@ RECIPE_BATCH = {
     "spa-zephyr-7b": (4, 96),
     "smollm2-1.7b": (1, 128),
 }
+DEEPSPEED_RECIPES = ["zephyr-7b-gemma", "zephyr-7b-gemma-full", "spin-zephyr-7b", "spa-zephyr-7b"]
 EVALUATOR_BLOCKS = ("verifiable", "proxy", "mt_bench", "alpaca_eval")
 RETRAIN_KEYS = {"preset", "seed", "wandb", "training", "data", "fitness", "retrain"}
 
@@ -157,10 +158,6 @@ def test_spin_and_spa_recipes_carry_their_losses_as_baselines():
     assert "spa" in spa.baselines and spa.data.max_train_pairs == 2000
 
 
-def _deepspeed_recipes() -> list[Path]:
-    return [p for p in RECIPES if _recipe(p)[1].training.deepspeed]
-
-
 def _parsed(deepspeed: str, spec: TrainSpec):
     """The DeepSpeed config as the HF Trainer fills its "auto" values, through DeepSpeed's own parser."""
     from deepspeed.runtime.config import DeepSpeedConfig
@@ -176,9 +173,13 @@ def _parsed(deepspeed: str, spec: TrainSpec):
     return DeepSpeedConfig(filled.config)  # raises on unknown keys and inconsistent batch sizes
 
 
-@pytest.mark.parametrize("path", _deepspeed_recipes(), ids=lambda p: p.stem)
-def test_recipe_deepspeed_config_passes_deepspeeds_parser(path, tmp_path):
-    _, config = _recipe(path)
+def test_the_deepspeed_recipes_are_the_multi_gpu_ones():
+    assert {p.stem for p in RECIPES if _recipe(p)[1].training.deepspeed} == set(DEEPSPEED_RECIPES)
+
+
+@pytest.mark.parametrize("name", DEEPSPEED_RECIPES)
+def test_recipe_deepspeed_config_passes_deepspeeds_parser(name, tmp_path):
+    _, config = _recipe(RECIPE_DIR / f"{name}.yaml")
     training = config.training
     parsed = _parsed(training.deepspeed, train_spec(training, "train.jsonl", str(tmp_path), loss="sigmoid",
                                                     ref_cache_dir=None))
@@ -186,7 +187,7 @@ def test_recipe_deepspeed_config_passes_deepspeeds_parser(path, tmp_path):
     assert parsed.train_micro_batch_size_per_gpu == training.batch_size
     assert parsed.gradient_accumulation_steps == training.gradient_accumulation_steps
     assert parsed.zero_config.gather_16bit_weights_on_model_save  # save_model writes a whole checkpoint
-    plan = launch_plan(training.deepspeed, gpus=RECIPE_BATCH[path.stem][0])
+    plan = launch_plan(training.deepspeed, gpus=RECIPE_BATCH[name][0])
     assert (plan.backend, plan.deepspeed) == ("accelerate", training.deepspeed)
 
 
