@@ -49,21 +49,31 @@ class TrainingConfig:
     beta: float = 0.1
     learning_rate: float = 2e-5
     lr_scheduler_type: str = "constant"
+    warmup_ratio: float = 0.0
+    optim: str = "adamw_torch"
     batch_size: int = 8
+    gradient_accumulation_steps: int = 1
     max_steps: int = -1
     num_train_epochs: float = 3.0
     max_length: int = 192
+    max_prompt_length: int | None = None
     seed: int = 0
+    deepspeed: str | None = None  # zero2 | zero3 | a config path: how evo.retrain launches (accelerate), GPU only
 
 
 @dataclass(frozen=True)
 class DataConfig:
     """Where training pairs come from: ``verifiable`` (sampled from the policy and labelled by the checkers),
-    ``synthetic`` (template pairs, no sampling: the tiny preset) or ``file`` (``train_path``/``heldout_path``)."""
+    ``synthetic`` (template pairs, no sampling: the tiny preset), ``file`` (``train_path``/``heldout_path``) or
+    ``hub`` (a Hugging Face dataset in TRL's preference format, for connected machines)."""
 
     source: str = "verifiable"
     train_path: str | None = None
     heldout_path: str | None = None
+    hub_dataset: str | None = None
+    hub_train_split: str = "train"
+    hub_heldout_split: str | None = None
+    max_train_pairs: int | None = None  # keep the first N training pairs after a seeded shuffle
     pair_build: dict = field(default_factory=dict)
     synthetic_pairs: int = 48
 
@@ -92,6 +102,13 @@ class ResourcesConfig:
 
 
 @dataclass(frozen=True)
+class RetrainConfig:
+    """What ``evo.retrain`` adds at full scale: evaluators run next to ``fitness`` on the retrained model."""
+
+    evaluators: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class SearchConfig:
     preset: str = "default"
     generations: int = 2
@@ -106,6 +123,7 @@ class SearchConfig:
     data: DataConfig = field(default_factory=DataConfig)
     fitness: FitnessConfig = field(default_factory=FitnessConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)
 
 
 PRESETS: dict[str, dict[str, Any]] = {

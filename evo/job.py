@@ -5,6 +5,7 @@ never raises for a bad candidate. The trained checkpoint is deleted after evalua
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -114,13 +115,12 @@ def run_job(job: CandidateJob) -> JobResult:
     timings: dict[str, float] = {}
     started = time.monotonic()
     try:
+        settings = {f.name: getattr(job.training, f.name) for f in dataclasses.fields(job.training)}
+        settings.pop("deepspeed")  # search-scale jobs train in their Ray worker; evo.retrain launches DeepSpeed
         spec = TrainSpec(
-            model=job.training.model, data=job.train_path, output_dir=str(model_dir), loss=job.loss or "sigmoid",
-            beta=job.training.beta, learning_rate=job.training.learning_rate,
-            lr_scheduler_type=job.training.lr_scheduler_type, batch_size=job.training.batch_size,
-            max_steps=job.training.max_steps, num_train_epochs=job.training.num_train_epochs,
-            max_length=job.training.max_length, seed=job.training.seed, ref_cache_dir=job.ref_cache_dir,
-            report_to=job.report_to, run_name=f"{job.candidate_id}-{job.name}",
+            data=job.train_path, output_dir=str(model_dir), loss=job.loss or "sigmoid",
+            ref_cache_dir=job.ref_cache_dir, report_to=job.report_to, run_name=f"{job.candidate_id}-{job.name}",
+            **settings,
         )
         if job.pipeline is not None:
             trained = _run_pipeline(job, spec)

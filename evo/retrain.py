@@ -42,7 +42,8 @@ LAUNCH_ONLY_FIELDS = ("deepspeed",)  # TrainingConfig fields that choose how tra
 
 
 def select_candidate(archive: Archive, rank: int | None = None, candidate_id: int | None = None) -> Candidate:
-    """The ``rank``-th done candidate of the leaderboard (fitness descending), or the candidate with that id."""
+    """The ``rank``-th done candidate of the leaderboard (fitness descending), or the candidate with that id; a
+    loss, not a procedure baseline (``spin``, ``spa``, ...: those run with their ``trainer.pipelines`` command)."""
     if (rank is None) == (candidate_id is None):
         raise ValueError("give exactly one of rank and candidate_id")
     if rank is not None:
@@ -51,12 +52,18 @@ def select_candidate(archive: Archive, rank: int | None = None, candidate_id: in
         done = archive.top(rank)
         if len(done) < rank:
             raise ValueError(f"rank {rank} asked, but the archive holds {len(done)} done candidate(s)")
-        return done[rank - 1]
-    candidate = archive.get(candidate_id)
+        candidate = done[rank - 1]
+    else:
+        candidate = archive.get(candidate_id)
     if candidate.status not in TRAINED:
         raise ValueError(
             f"candidate {candidate.id} ({candidate.name}) is {candidate.status}: only candidates whose code passed "
             f"the sandbox ({', '.join(TRAINED)}) can be retrained"
+        )
+    if candidate.metrics.get("pipeline"):
+        raise ValueError(
+            f"candidate {candidate.id} is the {candidate.metrics['pipeline']} procedure baseline, not a loss: run "
+            "that procedure with its trainer.pipelines command"
         )
     return candidate
 

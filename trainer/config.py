@@ -17,3 +17,6 @@ class PreferenceConfig(DPOConfig):
     loss: str = field(default="sigmoid", metadata={"help": "registry name of the loss (see trainer.losses)"})
     loss_params: dict = field(default_factory=dict, metadata={"help": "parameters of the loss, e.g. {'alpha': 0.5}"})
     ref_cache_dir: str | None = field(default=None, metadata={"help": "folder of the shared reference cache"})
+    max_prompt_length: int | None = field(
+        default=None, metadata={"help": "keep only the last N prompt tokens (TRL 1.x truncates whole sequences only)"}
+    )

@@ -40,11 +40,13 @@ class TrainSpec:
     learning_rate: float = 2e-5
     lr_scheduler_type: str = "constant"
     warmup_ratio: float = 0.0
+    optim: str = "adamw_torch"
     batch_size: int = 8
     gradient_accumulation_steps: int = 1
     max_steps: int = -1
     num_train_epochs: float = 1.0
     max_length: int = 256
+    max_prompt_length: int | None = None
     seed: int = 0
     ref_cache_dir: str | None = None
     save_model: bool = True
@@ -72,11 +74,13 @@ def build_config(spec: TrainSpec) -> PreferenceConfig:
         learning_rate=spec.learning_rate,
         lr_scheduler_type=spec.lr_scheduler_type,
         warmup_steps=spec.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio
+        optim=spec.optim,
         per_device_train_batch_size=spec.batch_size,
         gradient_accumulation_steps=spec.gradient_accumulation_steps,
         max_steps=spec.max_steps,
         num_train_epochs=spec.num_train_epochs,
         max_length=spec.max_length,
+        max_prompt_length=spec.max_prompt_length,
         seed=spec.seed,
         ref_cache_dir=spec.ref_cache_dir,
         logging_steps=1,

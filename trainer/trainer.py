@@ -98,6 +98,9 @@ class PreferenceTrainer(DPOTrainer):
             raise ValueError(
                 f"no {dataset_name} pairs left: every prompt fills max_length={args.max_length} tokens; raise max_length"
             )
+        if args.max_prompt_length is not None:
+            keep = args.max_prompt_length
+            dataset = dataset.map(lambda row: {"prompt_ids": row["prompt_ids"][-keep:]}, desc="Truncating prompts")
         present = [c for c in SPAN_COLUMNS if c in dataset.column_names]
         if not self.loss_spec.needs_token_weights:
             return dataset.remove_columns(present)

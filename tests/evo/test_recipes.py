@@ -11,6 +11,7 @@ import yaml
 
 from evaluators import make_spec
 from evo.config import SearchConfig, TrainingConfig, load_config, to_dict
+from evo.loop import PIPELINE_BASELINES
 from evo.retrain import LAUNCH_ONLY_FIELDS, train_spec
 from trainer.deepspeed import accelerate_config, config_names, config_path
 from trainer.deepspeed import load_config as load_deepspeed_config
@@ -151,11 +152,20 @@ def test_full_recipe_retrains_with_the_search_settings_and_adds_alpaca_eval():
     assert full.retrain.evaluators == ("alpaca_eval_lc",)
 
 
-def test_spin_and_spa_recipes_carry_their_losses_as_baselines():
+def test_spin_and_spa_recipes_are_their_published_setups():
     _, spin = _recipe(RECIPE_DIR / "spin-zephyr-7b.yaml")
     _, spa = _recipe(RECIPE_DIR / "spa-zephyr-7b.yaml")
-    assert "spin" in spin.baselines and spin.training.optim == "rmsprop"
-    assert "spa" in spa.baselines and spa.data.max_train_pairs == 2000
+    assert spin.data.hub_dataset == "UCLA-AGI/SPIN_iter0" and spin.training.optim == "rmsprop"
+    assert {"dpo", "spin_hinge"} <= set(spin.baselines)  # SPIN's logistic (= DPO on these pairs) and hinge losses
+    assert spa.data.max_train_pairs == 2000 and spa.seed == 42  # SPA's seed set: 2K pairs after shuffle(seed=42)
+    assert (spa.training.max_length, spa.training.max_prompt_length) == (2048, 1024)
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
+def test_multi_gpu_recipes_name_no_single_process_pipeline_baseline(path):
+    _, config = _recipe(path)
+    if config.training.deepspeed:  # pipeline baselines train in one process: a 7B model does not fit
+        assert not set(config.baselines) & set(PIPELINE_BASELINES)
 
 
 def _parsed(deepspeed: str, spec: TrainSpec):

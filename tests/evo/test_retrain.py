@@ -4,6 +4,11 @@ distributed launcher (``accelerate launch`` of the training worker, DDP on one C
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -30,7 +35,8 @@ EXPLODING = """def loss_fn(policy_chosen_logps, policy_rejected_logps, reference
 
 @pytest.fixture
 def run_dir(tmp_path) -> Path:
-    """A finished search: the DPO baseline, a better discovered loss, a worse one, and an invalid proposal."""
+    """A finished search: the DPO baseline, a better discovered loss, a worse one, an invalid proposal and the
+    SPIN procedure baseline."""
     run = tmp_path / "run"
     archive = Archive(run / "archive.sqlite")
     archive.add(0, "baseline", "done", name="dpo", loss="sigmoid", code=get_loss_spec("sigmoid").source,
@@ -38,6 +44,7 @@ def run_dir(tmp_path) -> Path:
     archive.add(1, "llm", "done", name="mixed_logistic_hinge", code=MIXED, fitness=0.90, stderr=0.05, n=6)
     archive.add(1, "symbolic", "done", name="weaker", code=MIXED, fitness=0.40, stderr=0.1, n=6)
     archive.add(2, "llm", "invalid", name="broken", code="def loss_fn(:", reason="[policy] syntax error")
+    archive.add(0, "baseline", "done", name="spin", metrics={"pipeline": "spin"}, fitness=0.2, stderr=0.1, n=6)
     archive.close()
     return run
 
@@ -51,10 +58,12 @@ def test_select_candidate_by_rank_and_by_id(run_dir):
     archive = Archive(run_dir / "archive.sqlite")
     assert [select_candidate(archive, rank=k).name for k in (1, 2, 3)] == ["mixed_logistic_hinge", "dpo", "weaker"]
     assert select_candidate(archive, candidate_id=1).loss == "sigmoid"
-    with pytest.raises(ValueError, match="3 done candidate"):
-        select_candidate(archive, rank=4)
+    with pytest.raises(ValueError, match="4 done candidate"):
+        select_candidate(archive, rank=5)
     with pytest.raises(ValueError, match="is invalid"):
         select_candidate(archive, candidate_id=4)
+    with pytest.raises(ValueError, match="spin procedure baseline"):
+        select_candidate(archive, rank=4)
     archive.close()
 
 
@@ -148,3 +157,45 @@ def test_train_distributed_launches_the_worker_through_accelerate(tmp_path):
     assert (tmp_path / "model" / "model.safetensors").exists()
     config = yaml.safe_load((tmp_path / "launch" / "accelerate.yaml").read_text())
     assert (config["distributed_type"], config["num_processes"]) == ("MULTI_GPU", 1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
+
+
+def test_the_launcher_dies_with_the_process_that_started_it(tmp_path):
+    """A Ray task killed on its timeout must not leave the accelerate launcher (and its ranks) holding the GPUs."""
+    pid_file = tmp_path / "launcher.pid"
+    script = f"""
+import sys
+from pathlib import Path
+import trainer.deepspeed.launch as launch
+from trainer.train import TrainSpec
+stand_in = "import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(600)"
+launch.launch_command = lambda config_file, job_file: [sys.executable, "-c", stand_in]
+launch.train_distributed(TrainSpec(model="tiny", data="x", output_dir={str(tmp_path / "model")!r}),
+                         Path({str(tmp_path / "launch")!r}), num_processes=1, deepspeed=None)
+"""
+    caller = subprocess.Popen([sys.executable, "-c", script])
+    launcher = None
+    try:
+        deadline = time.monotonic() + 180
+        while not pid_file.exists() or not pid_file.read_text():
+            assert caller.poll() is None and time.monotonic() < deadline, "the stand-in launcher never started"
+            time.sleep(0.2)
+        launcher = int(pid_file.read_text())
+        caller.kill()
+        caller.wait()
+        deadline = time.monotonic() + 20
+        while _alive(launcher) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _alive(launcher)
+    finally:
+        if caller.poll() is None:
+            caller.kill()
+        if launcher is not None and _alive(launcher):
+            os.kill(launcher, signal.SIGKILL)

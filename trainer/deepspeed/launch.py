@@ -13,7 +13,8 @@ The parent writes ``job.json`` and ``accelerate.yaml`` into ``work_dir`` and run
 
 Every rank builds the loss (``spec.loss`` from the registry, or the candidate ``code`` compiled by the sandbox) and
 calls ``run_training``; rank 0 writes ``result.json`` (or ``diverged.json`` when the loss or gradient went
-non-finite, re-raised here as ``CandidateDiverged``). The launcher's output goes to ``work_dir/train.log``.
+non-finite, re-raised here as ``CandidateDiverged``). The launcher's output goes to ``work_dir/train.log``; it
+gets a parent-death signal, so killing the caller (a Ray task past its timeout) stops the ranks too.
 
 Launched runs do not use the shared reference cache: the reference model runs alongside the policy, sharded like
 it (the cache's reference pass needs the whole model on one device)."""
@@ -23,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -85,6 +87,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _die_with_parent() -> None:
+    """Linux: the launcher gets SIGTERM when the process that started it dies (a Ray task cancelled on its
+    timeout is SIGKILLed), and torch's elastic agent then stops every rank: no orphan keeps the GPUs."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def launch_command(config_file: Path, job_file: Path) -> list[str]:
     return [
         sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config_file),
@@ -107,7 +118,8 @@ def train_distributed(
     log_path = work_dir / "train.log"
     with log_path.open("w") as log:
         returncode = subprocess.run(
-            launch_command(config_file, job_file), stdout=log, stderr=subprocess.STDOUT, check=False
+            launch_command(config_file, job_file), stdout=log, stderr=subprocess.STDOUT, check=False,
+            preexec_fn=_die_with_parent,
         ).returncode
     diverged = work_dir / DIVERGED_FILE
     if diverged.exists():
