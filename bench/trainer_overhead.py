@@ -121,13 +121,12 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.manual_seed(0)
-    results = {
-        "machine": {"threads": torch.get_num_threads(), "torch": torch.__version__},
-        "models": {m: bench_model(m, args.steps, args.batch_size, args.repeats) for m in args.models},
-    }
+    results = {"machine": {"threads": torch.get_num_threads(), "torch": torch.__version__}, "models": {}}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2))
-    print(f"wrote {args.out}")
+    for model in args.models:  # written after each model, so a long run keeps what it measured
+        results["models"][model] = bench_model(model, args.steps, args.batch_size, args.repeats)
+        Path(args.out).write_text(json.dumps(results, indent=2))
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
