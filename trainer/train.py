@@ -47,6 +47,7 @@ class TrainSpec:
     num_train_epochs: float = 1.0
     max_length: int = 256
     max_prompt_length: int | None = None
+    gradient_checkpointing: bool = False  # recompute activations: less memory, ~30% more compute (7B on GPUs)
     seed: int = 0
     ref_cache_dir: str | None = None
     save_model: bool = True
@@ -81,6 +82,7 @@ def build_config(spec: TrainSpec) -> PreferenceConfig:
         num_train_epochs=spec.num_train_epochs,
         max_length=spec.max_length,
         max_prompt_length=spec.max_prompt_length,
+        gradient_checkpointing=spec.gradient_checkpointing,
         seed=spec.seed,
         ref_cache_dir=spec.ref_cache_dir,
         logging_steps=1,

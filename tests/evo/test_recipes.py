@@ -90,6 +90,7 @@ def test_every_training_field_reaches_the_trainer_arguments(path):
         training.num_train_epochs, training.max_steps, training.seed
     )
     assert (args.max_length, args.max_prompt_length) == (training.max_length, training.max_prompt_length)
+    assert args.gradient_checkpointing == training.gradient_checkpointing
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
