@@ -22,6 +22,7 @@ class TrainingData:
 
 def prepare_data(config: SearchConfig, run_dir: Path) -> TrainingData:
     prepared = _prepare(config, run_dir)
+    _check_proxy_pairs(config, prepared)
     limit = config.data.max_train_pairs
     if limit is None:
         return prepared
@@ -31,6 +32,21 @@ def prepare_data(config: SearchConfig, run_dir: Path) -> TrainingData:
     subset.parent.mkdir(parents=True, exist_ok=True)
     subset.write_text("\n".join(rows[:limit]) + "\n")
     return TrainingData(subset, prepared.heldout_path, {**prepared.stats, "max_train_pairs": limit})
+
+
+def _check_proxy_pairs(config: SearchConfig, prepared: TrainingData) -> None:
+    """The proxy fitness scores on held-out pairs: fail before any training when there are none."""
+    fitness = config.fitness
+    uses_proxy = fitness.kind == "proxy" or (fitness.kind == "weighted" and "proxy" in fitness.weights)
+    if not uses_proxy or "data" in fitness.proxy:
+        return
+    path = prepared.heldout_path
+    if path is None or not path.exists() or not path.read_text().strip():
+        raise ValueError(
+            "the proxy fitness needs held-out pairs and this data source made none: set "
+            "data.pair_build.n_proxy_topics > 0 (verifiable), data.heldout_path (file), data.hub_heldout_split "
+            "(hub), or fitness.proxy.data"
+        )
 
 
 def _prepare(config: SearchConfig, run_dir: Path) -> TrainingData:

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from evaluators import make_spec
-from evo.config import SearchConfig, TrainingConfig, load_config, to_dict
+from evo.config import FitnessConfig, SearchConfig, TrainingConfig, load_config, to_dict
 from evo.loop import PIPELINE_BASELINES
 from evo.retrain import LAUNCH_ONLY_FIELDS, train_spec
 from trainer.deepspeed import accelerate_config, config_names, config_path
@@ -103,7 +103,10 @@ def test_every_evaluator_block_is_used_and_accepted_by_its_spec(path):
             options.setdefault("data", "heldout.jsonl")  # filled from the run's held-out pairs at run time
         make_spec(name, **options)  # an unknown option is a TypeError here
     used = {_block(n) for n in names}
-    orphans = [b for b in EVALUATOR_BLOCKS if getattr(config.fitness, b) and b not in used]
+    defaults = FitnessConfig()
+    orphans = [
+        b for b in EVALUATOR_BLOCKS if getattr(config.fitness, b) != getattr(defaults, b) and b not in used
+    ]
     assert not orphans, f"options for evaluators that never run: {orphans}"
 
 
