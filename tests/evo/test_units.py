@@ -7,6 +7,7 @@ import torch
 from evo.archive import Archive
 from evo.bandit import ProposerBandit, reward
 from evo.config import load_config, save_config
+from evo.data_prep import prepare_data
 from evo.proposers.base import Proposal
 from evo.proposers.symbolic import PRIMITIVES, SymbolicProposer, from_srepr, gated, to_code, z
 from sandbox.compile import compile_loss
@@ -20,6 +21,25 @@ def test_config_layers_preset_recipe_and_overrides(tmp_path):
     assert config.training.beta == 0.2 and config.training.model == "tiny"  # the rest of the preset survives
     save_config(config, tmp_path / "saved.yaml")
     assert load_config(tmp_path / "saved.yaml") == config
+
+
+def test_proxy_fitness_without_heldout_pairs_fails_before_training(tmp_path):
+    train = tmp_path / "train.jsonl"
+    train.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n')
+    heldout = tmp_path / "heldout.jsonl"
+    heldout.write_text("")
+    data = {"source": "file", "train_path": str(train)}
+    for paths in ({}, {"heldout_path": str(heldout)}):  # none, and an empty file
+        config = load_config(preset="tiny", overrides={"data": {**data, **paths}, "fitness": {"kind": "proxy"}})
+        with pytest.raises(ValueError, match="n_proxy_topics"):
+            prepare_data(config, tmp_path)
+    weighted = {"kind": "weighted", "weights": {"proxy": 1.0}}
+    with pytest.raises(ValueError, match="proxy fitness needs held-out pairs"):
+        prepare_data(load_config(preset="tiny", overrides={"data": data, "fitness": weighted}), tmp_path)
+    given = {"kind": "proxy", "proxy": {"data": str(train)}}  # pairs named in the fitness block: fine
+    assert prepare_data(load_config(preset="tiny", overrides={"data": data, "fitness": given}), tmp_path).train_path == train
+    verifiable = {"kind": "verifiable"}  # no proxy in the fitness: held-out pairs are not needed
+    assert prepare_data(load_config(preset="tiny", overrides={"data": data, "fitness": verifiable}), tmp_path).heldout_path is None
 
 
 @pytest.mark.parametrize(
