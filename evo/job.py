@@ -18,7 +18,7 @@ from pathlib import Path
 from evaluators import evaluate, make_spec
 from evaluators.fitness import Fitness
 from evo.config import FitnessConfig, TrainingConfig
-from trainer.losses import discovered_loss_spec
+from trainer.deepspeed.launch import candidate_loss
 from trainer.train import TrainResult, TrainSpec, run_training
 from trainer.trainer import CandidateDiverged
 
@@ -78,14 +78,6 @@ def score(model_dir: str, job: CandidateJob) -> Fitness:
     return Fitness(total, math.sqrt(variance), n, {"parts": parts})
 
 
-def _loss(job: CandidateJob):
-    if job.loss is not None:
-        return job.loss
-    from sandbox.compile import compile_loss
-
-    return discovered_loss_spec(job.name, compile_loss(job.code), job.code)
-
-
 def _run_pipeline(job: CandidateJob, spec: TrainSpec) -> TrainResult:
     """A fixed method's procedure (SPIN iterations, SPA self-annotation, AEPO pairs + DPO) on the run's data,
     with the run's training budget; the final checkpoint is copied to where the evaluator looks."""
@@ -125,7 +117,7 @@ def run_job(job: CandidateJob) -> JobResult:
         if job.pipeline is not None:
             trained = _run_pipeline(job, spec)
         else:
-            trained = run_training(spec, loss=None if job.loss else _loss(job))
+            trained = run_training(spec, loss=candidate_loss(job.name, None if job.loss else job.code))
         timings["train_s"] = time.monotonic() - started
         scored_at = time.monotonic()
         fitness = score(str(model_dir), job)
