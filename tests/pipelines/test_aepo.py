@@ -186,7 +186,7 @@ def test_judge_reward_parses_ratings_and_marks_failures_nan():
     client = SimpleNamespace(chat=SimpleNamespace(completions=SimpleNamespace(create=create)))
     judge = judge_reward(JudgeConfig(model="m", parallel=1), client=client)
     scores = judge([ResponseToScore({}, user("Owls?"), text) for text in RESPONSES[:3]])
-    assert scores[0] == 8.0 and math.isnan(scores[1]) and scores[2] == 3.0
+    assert scores[0] == 8.0 and math.isnan(scores[1]) and scores[2] == 2.5  # FastChat's parser: the first rating
     assert "[Request]\nOwls?" in seen[0] and RESPONSES[0] in seen[0]
     assert math.isnan(parse_rating("")) and parse_rating("[[10]]") == 10.0
 
