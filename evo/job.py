@@ -18,7 +18,8 @@ from pathlib import Path
 from evaluators import evaluate, make_spec
 from evaluators.fitness import Fitness
 from evo.config import FitnessConfig, TrainingConfig
-from trainer.deepspeed.launch import candidate_loss
+from evo.status import Status
+from trainer.losses.discovered import candidate_loss
 from trainer.train import TrainResult, TrainSpec, run_training
 from trainer.trainer import CandidateDiverged
 
@@ -43,7 +44,7 @@ class CandidateJob:
 @dataclass(frozen=True)
 class JobResult:
     candidate_id: int
-    status: str  # "done" | "failed"
+    status: Status  # DONE | FAILED
     reason: str | None = None
     fitness: float | None = None
     stderr: float | None = None
@@ -123,16 +124,16 @@ def run_job(job: CandidateJob) -> JobResult:
         fitness = score(str(model_dir), job)
         timings["eval_s"] = time.monotonic() - scored_at
     except CandidateDiverged as err:
-        return JobResult(job.candidate_id, "failed", f"training diverged: {err}", timings=timings)
+        return JobResult(job.candidate_id, Status.FAILED, f"training diverged: {err}", timings=timings)
     except Exception as err:  # a bad candidate must not take the loop down
         tail = "".join(traceback.format_exception(err)[-3:])[-1500:]
-        return JobResult(job.candidate_id, "failed", f"{type(err).__name__}: {err}"[:500] + f"\n{tail}", timings=timings)
+        return JobResult(job.candidate_id, Status.FAILED, f"{type(err).__name__}: {err}"[:500] + f"\n{tail}", timings=timings)
     finally:
         if not job.keep_model:
             shutil.rmtree(model_dir, ignore_errors=True)
             shutil.rmtree(work / "pipeline", ignore_errors=True)
     if not math.isfinite(fitness.score):
-        return JobResult(job.candidate_id, "failed", f"the evaluator returned a non-finite score ({fitness.score})")
+        return JobResult(job.candidate_id, Status.FAILED, f"the evaluator returned a non-finite score ({fitness.score})")
     metrics = {
         "steps": trained.steps,
         "first_loss": trained.first_loss,
@@ -142,4 +143,4 @@ def run_job(job: CandidateJob) -> JobResult:
         "fitness_details": fitness.details,
     }
     timings["total_s"] = time.monotonic() - started
-    return JobResult(job.candidate_id, "done", None, fitness.score, fitness.stderr, fitness.n, metrics, timings)
+    return JobResult(job.candidate_id, Status.DONE, None, fitness.score, fitness.stderr, fitness.n, metrics, timings)

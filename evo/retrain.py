@@ -30,14 +30,15 @@ from evo.config import SearchConfig, TrainingConfig, load_config, save_config, t
 from evo.data_prep import prepare_data
 from evo.job import CandidateJob, score
 from evo.retrain_store import RetrainRecord, RetrainStore
-from trainer.deepspeed.launch import LaunchPlan, candidate_loss, launch_plan, train_distributed
+from evo.status import TRAINED, Status
+from trainer.deepspeed.launch import LaunchPlan, launch_plan, train_distributed
+from trainer.losses.discovered import candidate_loss
 from trainer.models import cache_root
 from trainer.train import TrainResult, TrainSpec, run_training
 from trainer.trainer import CandidateDiverged
 
 log = logging.getLogger("evo.retrain")
 
-TRAINED = ("training", "done", "failed")  # statuses whose code passed the sandbox
 LAUNCH_ONLY_FIELDS = ("deepspeed",)  # TrainingConfig fields that choose how training is launched, not TrainSpec
 
 
@@ -60,9 +61,9 @@ def select_candidate(archive: Archive, rank: int | None = None, candidate_id: in
             f"candidate {candidate.id} ({candidate.name}) is {candidate.status}: only candidates whose code passed "
             f"the sandbox ({', '.join(TRAINED)}) can be retrained"
         )
-    if candidate.metrics.get("pipeline"):
+    if candidate.pipeline:
         raise ValueError(
-            f"candidate {candidate.id} is the {candidate.metrics['pipeline']} procedure baseline, not a loss: run "
+            f"candidate {candidate.id} is the {candidate.pipeline} procedure baseline, not a loss: run "
             "that procedure with its trainer.pipelines command"
         )
     return candidate
@@ -106,7 +107,7 @@ def retrain(candidate: Candidate, config: SearchConfig, recipe: str, output_dir:
     if plan.note:
         log.warning(plan.note)
     record = RetrainRecord(
-        candidate_id=candidate.id, recipe=recipe, status="done", fitness_kind=config.fitness.kind,
+        candidate_id=candidate.id, recipe=recipe, status=Status.DONE, fitness_kind=config.fitness.kind,
         output_dir=str(output_dir), launch=plan.to_json(), config=to_dict(config),
     )
     timings: dict[str, float] = {}
@@ -140,7 +141,7 @@ def retrain(candidate: Candidate, config: SearchConfig, recipe: str, output_dir:
         reason = f"training diverged: {err}" if isinstance(err, CandidateDiverged) else f"{type(err).__name__}: {err}"
         log.exception("retraining candidate %d failed", candidate.id)
         timings["total_s"] = time.monotonic() - started
-        return dataclasses.replace(record, status="failed", reason=reason[:2000], timings=timings)
+        return dataclasses.replace(record, status=Status.FAILED, reason=reason[:2000], timings=timings)
     timings["total_s"] = time.monotonic() - started
     return dataclasses.replace(
         record, fitness=fitness.score, stderr=fitness.stderr, n=fitness.n, evaluations=evaluations, timings=timings,
@@ -157,7 +158,7 @@ def render(candidate: Candidate, record: RetrainRecord, console: Console) -> Non
     for name, result in record.evaluations.items():
         table.add_row(name, "-", f"{result['score']:.4f} +- {result['stderr']:.4f} (n={result['n']})")
     console.print(table)
-    if record.status == "failed":
+    if record.status == Status.FAILED:
         console.print(f"[red]retraining failed[/red]: {record.reason}")
     console.print(f"checkpoint and logs: {record.output_dir}")
 
@@ -204,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     store.add(record)
     store.close()
     render(candidate, record, console)
-    return 0 if record.status == "done" else 1
+    return 0 if record.status == Status.DONE else 1
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ def run_dir(tmp_path) -> Path:
     archive.add(1, "llm", "done", name="mixed_logistic_hinge", code=MIXED, fitness=0.90, stderr=0.05, n=6)
     archive.add(1, "symbolic", "done", name="weaker", code=MIXED, fitness=0.40, stderr=0.1, n=6)
     archive.add(2, "llm", "invalid", name="broken", code="def loss_fn(:", reason="[policy] syntax error")
-    archive.add(0, "baseline", "done", name="spin", metrics={"pipeline": "spin"}, fitness=0.2, stderr=0.1, n=6)
+    archive.add(0, "baseline", "done", name="spin", pipeline="spin", fitness=0.2, stderr=0.1, n=6)
     archive.close()
     return run
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from trainer.data import load_preference_dataset
+from trainer.logprobs import completion_logps, split_ids
 from trainer.models import load_policy
-from trainer.pipelines.scoring import completion_logps, split_ids
 from trainer.train import TrainSpec, build_config
 from trainer.trainer import PreferenceTrainer
 

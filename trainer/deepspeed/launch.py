@@ -24,8 +24,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
@@ -34,7 +32,8 @@ from pathlib import Path
 import yaml
 
 from trainer.deepspeed import accelerate_config
-from trainer.losses import LossSpec, discovered_loss_spec
+from trainer.losses.discovered import candidate_loss
+from trainer.processes import die_with_parent, free_port
 from trainer.train import TrainResult, TrainSpec, run_training
 from trainer.trainer import CandidateDiverged
 
@@ -81,21 +80,6 @@ def launch_plan(deepspeed: str | None, gpus: int) -> LaunchPlan:
     return LaunchPlan("in_process")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _die_with_parent() -> None:
-    """Linux: the launcher gets SIGTERM when the process that started it dies (a Ray task cancelled on its
-    timeout is SIGKILLed), and torch's elastic agent then stops every rank: no orphan keeps the GPUs."""
-    import ctypes
-
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 def launch_command(config_file: Path, job_file: Path) -> list[str]:
     return [
         sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config_file),
@@ -119,7 +103,7 @@ def train_distributed(
     with log_path.open("w") as log:
         returncode = subprocess.run(
             launch_command(config_file, job_file), stdout=log, stderr=subprocess.STDOUT, check=False,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,  # torch's elastic agent then stops every rank
         ).returncode
     diverged = work_dir / DIVERGED_FILE
     if diverged.exists():
@@ -129,16 +113,6 @@ def train_distributed(
         tail = log_path.read_text(errors="replace")[-LOG_TAIL_CHARS:]
         raise RuntimeError(f"accelerate launch exited with {returncode}; end of {log_path}:\n{tail}")
     return TrainResult(**json.loads(result.read_text()))
-
-
-def candidate_loss(name: str, code: str | None) -> LossSpec | None:
-    """What ``run_training`` takes as ``loss``: None for a registry loss (``spec.loss``), else the candidate's
-    source compiled by the sandbox (policy check, restricted globals, audit guard)."""
-    if code is None:
-        return None
-    from sandbox.compile import compile_loss
-
-    return discovered_loss_spec(name, compile_loss(code), code)
 
 
 def _write_atomic(path: Path, text: str) -> None:

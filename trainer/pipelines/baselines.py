@@ -27,10 +27,11 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from trainer.chat import as_messages
 from trainer.data import normalize_rows, read_rows
+from trainer.generation import SamplingConfig, sample_responses
 from trainer.pipelines.aepo import AepoConfig, run_aepo
-from trainer.pipelines.common import TrainOptions, as_messages, file_identity, train, train_facts
-from trainer.pipelines.generation import SamplingOptions, sample_responses
+from trainer.pipelines.common import TrainOptions, file_identity, train, train_facts
 from trainer.pipelines.rewards import verifiable_reward
 from trainer.pipelines.spa import SpaConfig, run_spa
 from trainer.pipelines.spin import SpinConfig, run_spin
@@ -90,8 +91,8 @@ class Budget:
             ref_cache_dir=self.ref_cache_dir,
         )
 
-    def sampling(self, num_samples: int) -> SamplingOptions:
-        return SamplingOptions(
+    def sampling(self, num_samples: int) -> SamplingConfig:
+        return SamplingConfig(
             num_samples=num_samples,
             temperature=self.temperature,
             max_new_tokens=self.max_new_tokens,

@@ -1,4 +1,4 @@
-"""What every pipeline shares: the training options, one training step, and chat-message helpers."""
+"""What every pipeline shares: the training options and one training step."""
 
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from trainer.train import TrainResult, TrainSpec, run_training
-
-Messages = list[dict[str, str]]
 
 
 @dataclass(frozen=True)
@@ -96,15 +94,6 @@ def train_facts(result: TrainResult) -> dict[str, Any]:
         "first_loss": result.first_loss,
         "last_loss": result.last_loss,
     }
-
-
-def as_messages(prompt: str | Messages) -> Messages:
-    """A prompt as chat messages: a plain string becomes one user turn."""
-    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [dict(m) for m in prompt]
-
-
-def assistant(text: str) -> Messages:
-    return [{"role": "assistant", "content": text}]
 
 
 def file_identity(path: str | Path) -> dict[str, str]:

@@ -35,31 +35,24 @@ from pathlib import Path
 
 import torch
 
+from trainer.chat import Messages, as_messages, assistant
 from trainer.data import DataFormatError, read_rows
+from trainer.generation import SamplingConfig, add_sampling_arguments, sample_responses, sampling_from_args
+from trainer.logprobs import completion_logps
 from trainer.models import load_policy
 from trainer.pipelines.common import (
-    Messages,
     TrainOptions,
     add_train_arguments,
-    as_messages,
-    assistant,
     file_identity,
     setup_logging,
     train,
     train_facts,
     train_options_from_args,
 )
-from trainer.pipelines.generation import (
-    SamplingOptions,
-    add_sampling_arguments,
-    sample_responses,
-    sampling_from_args,
-)
-from trainer.pipelines.scoring import completion_logps
 from trainer.pipelines.state import PipelineState, read_jsonl, write_jsonl
 
 log = logging.getLogger(__name__)
-SPA_SAMPLING = SamplingOptions(num_samples=2, temperature=0.7, max_new_tokens=256)
+SPA_SAMPLING = SamplingConfig(num_samples=2, temperature=0.7, max_new_tokens=256)
 
 
 @dataclass(frozen=True)
@@ -69,7 +62,7 @@ class SpaConfig:
     prompts: str
     output_dir: str
     iterations: int = 3
-    sampling: SamplingOptions = field(default_factory=lambda: SPA_SAMPLING)
+    sampling: SamplingConfig = field(default_factory=lambda: SPA_SAMPLING)
     seed_train: TrainOptions = field(default_factory=TrainOptions)
     train: TrainOptions = field(default_factory=TrainOptions)
     scoring_batch_size: int = 8
@@ -241,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--seed-max-steps", type=int, default=None, help="seed DPO steps (default: --max-steps)"
     )
     parser.add_argument("--scoring-batch-size", type=int, default=SpaConfig.scoring_batch_size)
-    add_sampling_arguments(parser, num_samples=SPA_SAMPLING.num_samples, temperature=SPA_SAMPLING.temperature)
+    add_sampling_arguments(parser, SPA_SAMPLING)
     parser.set_defaults(max_new_tokens=SPA_SAMPLING.max_new_tokens)
     add_train_arguments(parser)
     args = parser.parse_args(argv)

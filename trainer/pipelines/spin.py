@@ -29,29 +29,22 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from trainer.chat import Messages, as_messages, assistant
 from trainer.data import DataFormatError, read_rows
+from trainer.generation import SamplingConfig, add_sampling_arguments, sample_responses, sampling_from_args
 from trainer.pipelines.common import (
-    Messages,
     TrainOptions,
     add_train_arguments,
-    as_messages,
-    assistant,
     file_identity,
     setup_logging,
     train,
     train_facts,
     train_options_from_args,
 )
-from trainer.pipelines.generation import (
-    SamplingOptions,
-    add_sampling_arguments,
-    sample_responses,
-    sampling_from_args,
-)
 from trainer.pipelines.state import PipelineState, read_jsonl, write_jsonl
 
 log = logging.getLogger(__name__)
-SPIN_SAMPLING = SamplingOptions(num_samples=1, temperature=1.0, top_p=1.0, max_new_tokens=256)
+SPIN_SAMPLING = SamplingConfig(num_samples=1, temperature=1.0, top_p=1.0, max_new_tokens=256)
 
 
 @dataclass(frozen=True)
@@ -62,7 +55,7 @@ class SpinConfig:
     iterations: int = 3
     loss: str = "spin"
     mix_previous: bool = True
-    sampling: SamplingOptions = field(default_factory=lambda: SPIN_SAMPLING)
+    sampling: SamplingConfig = field(default_factory=lambda: SPIN_SAMPLING)
     train: TrainOptions = field(default_factory=TrainOptions)
 
 
@@ -175,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=True,
         help="train on the previous iteration's pairs too (SPIN's default)",
     )
-    add_sampling_arguments(parser, num_samples=1, temperature=SPIN_SAMPLING.temperature)
+    add_sampling_arguments(parser, SPIN_SAMPLING)
     parser.set_defaults(max_new_tokens=SPIN_SAMPLING.max_new_tokens)
     add_train_arguments(parser)
     args = parser.parse_args(argv)
