@@ -28,9 +28,8 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, TrainerCallback
 from trl import DPOConfig, DPOTrainer
 
-from trainer.config import PreferenceConfig
 from trainer.models import TINY, load_tokenizer
-from trainer.trainer import PreferenceTrainer
+from trainer.trainer import PreferenceConfig, PreferenceTrainer
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0}  # dense
 # SmolLM2-1.7B's config.json (HuggingFaceTB/SmolLM2-1.7B-Instruct)

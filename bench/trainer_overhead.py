@@ -22,9 +22,8 @@ from datasets import Dataset
 from transformers import TrainerCallback
 from trl import DPOConfig, DPOTrainer
 
-from trainer.config import PreferenceConfig
 from trainer.models import load_policy
-from trainer.trainer import PreferenceTrainer
+from trainer.trainer import PreferenceConfig, PreferenceTrainer
 
 CANDIDATES = ["sigmoid", "hinge", "ipo", "discopop"]  # losses both trainers implement
 WORDS = "the river carries light stone and sand down to a quiet sea under old bridges".split()

@@ -26,19 +26,19 @@ from rich.console import Console
 from rich.table import Table
 
 from evo.archive import Archive, Candidate
-from evo.config import SearchConfig, TrainingConfig, load_config, save_config, to_dict
+from evo.config import SearchConfig, load_config, save_config, to_dict
 from evo.data_prep import prepare_data
 from evo.job import CandidateJob, score
 from evo.retrain_store import RetrainRecord, RetrainStore
+from trainer.config import TrainingConfig, TrainRun
 from trainer.deepspeed.launch import LaunchPlan, candidate_loss, launch_plan, train_distributed
 from trainer.models import cache_root
-from trainer.train import TrainResult, TrainSpec, run_training
+from trainer.train import TrainResult, run_training
 from trainer.trainer import CandidateDiverged
 
 log = logging.getLogger("evo.retrain")
 
 TRAINED = ("training", "done", "failed")  # statuses whose code passed the sandbox
-LAUNCH_ONLY_FIELDS = ("deepspeed",)  # TrainingConfig fields that choose how training is launched, not TrainSpec
 
 
 def select_candidate(archive: Archive, rank: int | None = None, candidate_id: int | None = None) -> Candidate:
@@ -68,26 +68,19 @@ def select_candidate(archive: Archive, rank: int | None = None, candidate_id: in
     return candidate
 
 
-def train_spec(
-    training: TrainingConfig, data: str, output_dir: str, *, loss: str, ref_cache_dir: str | None,
-    report_to: str = "none", run_name: str | None = None,
-) -> TrainSpec:
-    """Every ``training`` field except the launch-only ones, by name, plus where the data and checkpoint are."""
-    settings = {f.name: getattr(training, f.name) for f in dataclasses.fields(training)}
-    for name in LAUNCH_ONLY_FIELDS:
-        settings.pop(name)
-    return TrainSpec(
-        data=data, output_dir=output_dir, loss=loss, ref_cache_dir=ref_cache_dir, report_to=report_to,
-        run_name=run_name, **settings,
-    )
+def candidate_training(candidate: Candidate, training: TrainingConfig) -> TrainingConfig:
+    """The recipe's training with the candidate's loss: a baseline's registry loss, or (for a discovered loss,
+    whose compiled code is passed to the trainer) the recipe's own."""
+    return training.with_loss(candidate.loss) if candidate.loss else training
 
 
-def _train(candidate: Candidate, spec: TrainSpec, plan: LaunchPlan, work_dir: Path) -> TrainResult:
+def _train(candidate: Candidate, training: TrainingConfig, run: TrainRun, plan: LaunchPlan, work_dir: Path
+           ) -> TrainResult:
     code = None if candidate.loss else candidate.code
     if plan.backend == "accelerate":
-        return train_distributed(spec, work_dir, num_processes=plan.num_processes, deepspeed=plan.deepspeed,
-                                 code=code, name=candidate.name)
-    return run_training(spec, loss=candidate_loss(candidate.name, code))
+        return train_distributed(training, run, work_dir, num_processes=plan.num_processes,
+                                 deepspeed=plan.deepspeed, code=code, name=candidate.name)
+    return run_training(training, run, loss=candidate_loss(candidate.name, code))
 
 
 def _evaluations(model_dir: str, job: CandidateJob, names: tuple[str, ...]) -> dict:
@@ -114,13 +107,12 @@ def retrain(candidate: Candidate, config: SearchConfig, recipe: str, output_dir:
         data = prepare_data(config, output_dir)
         timings["data_s"] = time.monotonic() - started
         model_dir = output_dir / "model"
-        spec = train_spec(
-            config.training, str(data.train_path), str(model_dir), loss=candidate.loss or "sigmoid",
-            ref_cache_dir=str(cache_root() / "refcache"), report_to="wandb" if config.wandb else "none",
-            run_name=f"retrain-{candidate.id}-{candidate.name}-{recipe}",
+        run = TrainRun(
+            data=str(data.train_path), output_dir=str(model_dir), ref_cache_dir=str(cache_root() / "refcache"),
+            report_to="wandb" if config.wandb else "none", run_name=f"retrain-{candidate.id}-{candidate.name}-{recipe}",
         )
         trained_at = time.monotonic()
-        trained = _train(candidate, spec, plan, output_dir)
+        trained = _train(candidate, candidate_training(candidate, config.training), run, plan, output_dir)
         timings["train_s"] = time.monotonic() - trained_at
         record = dataclasses.replace(record, train={
             "loss": trained.metrics.get("loss"), "steps": trained.steps, "first_loss": trained.first_loss,

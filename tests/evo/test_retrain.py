@@ -3,6 +3,7 @@ distributed launcher (``accelerate launch`` of the training worker, DDP on one C
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -18,9 +19,9 @@ from evo.archive import Archive
 from evo.retrain import main, select_candidate
 from evo.retrain_store import RetrainStore
 from evo.synthetic import write_synthetic_pairs
+from trainer.config import TrainingConfig, TrainRun
 from trainer.deepspeed.launch import DistributedJob, launch_plan, train_distributed, worker
 from trainer.losses import get_loss_spec
-from trainer.train import TrainSpec
 from trainer.trainer import CandidateDiverged
 
 MIXED = """def loss_fn(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, beta):
@@ -129,17 +130,18 @@ def test_cli_refuses_what_cannot_be_retrained(run_dir, tmp_path, capsys):
     assert main([str(tmp_path / "nowhere"), "--rank", "1", "--recipe", str(recipe)]) == 2
 
 
-def _spec(tmp_path: Path, **overrides) -> TrainSpec:
+TINY_TRAINING = TrainingConfig(model="tiny", max_steps=2, batch_size=4, max_length=96, learning_rate=1e-3)
+
+
+def _run(tmp_path: Path, **overrides) -> TrainRun:
     train, _ = write_synthetic_pairs(tmp_path / "data", 8)
-    options = dict(model="tiny", data=str(train), output_dir=str(tmp_path / "model"), max_steps=2, batch_size=4,
-                   max_length=96, learning_rate=1e-3)
-    return TrainSpec(**{**options, **overrides})
+    return TrainRun(**{"data": str(train), "output_dir": str(tmp_path / "model"), **overrides})
 
 
 def test_worker_reports_divergence_for_the_parent(tmp_path):
     job_file = tmp_path / "launch" / "job.json"
     job_file.parent.mkdir()
-    job_file.write_text(DistributedJob(_spec(tmp_path), "exploding", EXPLODING).to_json())
+    job_file.write_text(DistributedJob(TINY_TRAINING, _run(tmp_path), "exploding", EXPLODING).to_json())
     with pytest.raises(CandidateDiverged):
         worker(job_file)
     assert json.loads((job_file.parent / "diverged.json").read_text())["step"] == 1
@@ -149,11 +151,12 @@ def test_worker_reports_divergence_for_the_parent(tmp_path):
 def test_train_distributed_launches_the_worker_through_accelerate(tmp_path):
     """DDP with one CPU process: the real ``accelerate launch`` path that DeepSpeed runs take on GPUs."""
     result = train_distributed(
-        _spec(tmp_path, ref_cache_dir=str(tmp_path / "refcache")), tmp_path / "launch", num_processes=1,
-        deepspeed=None, code=MIXED, name="mixed_logistic_hinge",
+        TINY_TRAINING, _run(tmp_path, ref_cache_dir=str(tmp_path / "refcache")), tmp_path / "launch",
+        num_processes=1, deepspeed=None, code=MIXED, name="mixed_logistic_hinge",
     )
     assert (result.steps, result.metrics["loss"]) == (2, "mixed_logistic_hinge")
-    assert result.metrics["spec"]["ref_cache_dir"] is None  # launched runs keep the reference model alongside
+    assert result.metrics["training"] == dataclasses.asdict(TINY_TRAINING)  # the job file carried it unchanged
+    assert result.metrics["run"]["ref_cache_dir"] is None  # launched runs keep the reference model alongside
     assert (tmp_path / "model" / "model.safetensors").exists()
     config = yaml.safe_load((tmp_path / "launch" / "accelerate.yaml").read_text())
     assert (config["distributed_type"], config["num_processes"]) == ("MULTI_GPU", 1)
@@ -174,10 +177,10 @@ def test_the_launcher_dies_with_the_process_that_started_it(tmp_path):
 import sys
 from pathlib import Path
 import trainer.deepspeed.launch as launch
-from trainer.train import TrainSpec
+from trainer.config import TrainingConfig, TrainRun
 stand_in = "import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(600)"
 launch.launch_command = lambda config_file, job_file: [sys.executable, "-c", stand_in]
-launch.train_distributed(TrainSpec(model="tiny", data="x", output_dir={str(tmp_path / "model")!r}),
+launch.train_distributed(TrainingConfig(model="tiny"), TrainRun(data="x", output_dir={str(tmp_path / "model")!r}),
                          Path({str(tmp_path / "launch")!r}), num_processes=1, deepspeed=None)
 """
     caller = subprocess.Popen([sys.executable, "-c", script])
