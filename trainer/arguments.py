@@ -85,7 +85,11 @@ def _default(defaults: object | type, item: dataclasses.Field) -> Any:
 
 
 def add_arguments(
-    parser: argparse.ArgumentParser, defaults: object | type, *, omit: Iterable[str] = (), title: str | None = None
+    parser: argparse.ArgumentParser,
+    defaults: object | type,
+    *,
+    omit: Iterable[str] = (),
+    title: str | None = None,
 ) -> None:
     """One flag per field of the dataclass ``defaults`` (an instance, or the class for its field defaults),
     except the fields named in ``omit``."""
@@ -118,6 +122,8 @@ def from_arguments(defaults: object | type, args: argparse.Namespace) -> Any:
         else:
             default = _default(defaults, item)
             if default is dataclasses.MISSING:
-                raise ValueError(f"{flag(item.name)} was not parsed and {cls.__name__}.{item.name} has no default")
+                raise ValueError(
+                    f"{flag(item.name)} was not parsed and {cls.__name__}.{item.name} has no default"
+                )
             values[item.name] = default
     return cls(**values)

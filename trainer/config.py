@@ -44,12 +44,16 @@ class TrainingConfig:
 
     model: str = _knob("smollm2-135m-instruct", "policy: tiny | smollm2-135m-instruct | HF id | local path")
     ref_model: str | None = _knob(None, "reference model (none: the initial policy)")
-    loss: str = _knob("sigmoid", "registry loss (trainer.losses.loss_names()); a search trains each candidate's")
-    loss_params: dict = _knob({}, "JSON object of the loss's parameters, e.g. {\"alpha\": 0.5}")
+    loss: str = _knob(
+        "sigmoid", "registry loss (trainer.losses.loss_names()); a search trains each candidate's"
+    )
+    loss_params: dict = _knob({}, 'JSON object of the loss\'s parameters, e.g. {"alpha": 0.5}')
     beta: float = _knob(0.1, "strength of the KL regularization to the reference")
     # one epoch at 5e-5 moves the policy about as far as DESIGN.md's 3 epochs at 2e-5
     learning_rate: float = _knob(5e-5, "peak learning rate")
-    lr_scheduler_type: str = _knob("constant", "transformers scheduler name: constant | linear | cosine | ...")
+    lr_scheduler_type: str = _knob(
+        "constant", "transformers scheduler name: constant | linear | cosine | ..."
+    )
     warmup_ratio: float = _knob(0.0, "fraction of the steps spent warming the learning rate up")
     optim: str = _knob("adamw_torch", "transformers optimizer name: adamw_torch | rmsprop | ...")
     batch_size: int = _knob(8, "pairs per device and optimizer micro-step")
@@ -62,9 +66,13 @@ class TrainingConfig:
     # on for 7B recipes (memory); off on CPU, where it only costs time (~30% more compute)
     gradient_checkpointing: bool = _knob(False, "recompute activations in the backward pass: less memory")
     seed: int = _knob(0, "seed of the data order and the initialization of new weights")
-    dtype: Dtype = _knob("auto", "auto (bf16 on CUDA GPUs that support it, else float32) | float32 | bfloat16")
+    dtype: Dtype = _knob(
+        "auto", "auto (bf16 on CUDA GPUs that support it, else float32) | float32 | bfloat16"
+    )
     # evo.retrain launches accelerate with it; search jobs and the command-line tools train in their process
-    deepspeed: str | None = _knob(None, "multi-GPU launch: zero2 | zero3 | a DeepSpeed .json path (GPUs only)")
+    deepspeed: str | None = _knob(
+        None, "multi-GPU launch: zero2 | zero3 | a DeepSpeed .json path (GPUs only)"
+    )
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:

@@ -47,7 +47,9 @@ def test_loss_baselines_train_once(tmp_path, verifiable_pairs_file, monkeypatch,
     checkpoint = run_baseline(name, FAST, str(verifiable_pairs_file), str(tmp_path / name), FAST_OPTIONS)
     assert checkpoint == str(tmp_path / name / "model") and _trained_with(checkpoint) == loss
     monkeypatch.setattr(baselines, "train", lambda *a, **k: pytest.fail("trained again"))
-    assert run_baseline(name, FAST, str(verifiable_pairs_file), str(tmp_path / name), FAST_OPTIONS) == checkpoint
+    assert (
+        run_baseline(name, FAST, str(verifiable_pairs_file), str(tmp_path / name), FAST_OPTIONS) == checkpoint
+    )
 
 
 def test_spin_uses_the_chosen_responses_as_sft_answers(tmp_path, verifiable_pairs_file):

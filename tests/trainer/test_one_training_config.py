@@ -72,8 +72,14 @@ def _one(captured: list[Capture]) -> Capture:
 def _search_job(tmp_path: Path, pairs: Path) -> None:
     config = load_config()  # the embedded default search
     job = CandidateJob(
-        candidate_id=0, name="dpo", work_dir=str(tmp_path / "job"), train_path=str(pairs), heldout_path=None,
-        training=config.training, fitness=config.fitness, loss=baseline_loss("dpo"),
+        candidate_id=0,
+        name="dpo",
+        work_dir=str(tmp_path / "job"),
+        train_path=str(pairs),
+        heldout_path=None,
+        training=config.training,
+        fitness=config.fitness,
+        loss=baseline_loss("dpo"),
         ref_cache_dir=str(tmp_path / "refcache"),
     )
     result = run_job(job)
@@ -83,7 +89,9 @@ def _search_job(tmp_path: Path, pairs: Path) -> None:
 def _retrain(tmp_path: Path, pairs: Path) -> None:
     run_dir = tmp_path / "run"
     archive = Archive(run_dir / "archive.sqlite")
-    dpo = archive.add(0, "baseline", "done", name="dpo", loss="sigmoid", code="", fitness=0.5, stderr=0.1, n=4)
+    dpo = archive.add(
+        0, "baseline", "done", name="dpo", loss="sigmoid", code="", fitness=0.5, stderr=0.1, n=4
+    )
     archive.close()
     recipe = tmp_path / "retrain.yaml"  # the default search's training, the pairs from a file
     recipe.write_text(yaml.safe_dump({"data": {"source": "file", "train_path": str(pairs)}}))
@@ -136,25 +144,33 @@ def test_every_entry_point_trains_dpo_with_the_same_settings(tmp_path, preferenc
     reference = settings.pop("search job (dpo baseline)")
     assert reference["loss"] == "sigmoid" and reference["model"] == "smollm2-135m-instruct"
     differing = {
-        name: {k: (reference.get(k), theirs.get(k)) for k in reference.keys() | theirs.keys()
-               if reference.get(k) != theirs.get(k)}
+        name: {
+            k: (reference.get(k), theirs.get(k))
+            for k in reference.keys() | theirs.keys()
+            if reference.get(k) != theirs.get(k)
+        }
         for name, theirs in settings.items()
     }
     assert set(differing.pop("evaluators.separation")) == SEPARATION_DIFFERS_IN
     assert differing == {name: {} for name in differing}
 
 
-def test_a_method_loss_trains_with_the_default_settings_too(tmp_path, preference_file, granular_file, capture):
+def test_a_method_loss_trains_with_the_default_settings_too(
+    tmp_path, preference_file, granular_file, capture
+):
     """The granular pipeline's default training is ``trainer.train --loss granular_tdpo``'s."""
     with pytest.raises(Captured):
         granular.main(["--data", str(granular_file), "--output-dir", str(tmp_path / "granular")])
     pipeline = _one(capture).settings()
     with pytest.raises(Captured):
-        train_cli.main(["--data", str(granular_file), "--output-dir", str(tmp_path / "cli"), "--loss", "granular_tdpo"])
+        train_cli.main(
+            ["--data", str(granular_file), "--output-dir", str(tmp_path / "cli"), "--loss", "granular_tdpo"]
+        )
     assert pipeline == _one(capture).settings()
 
 
 # ---- the command lines ------------------------------------------------------------------------------------------
+
 
 def _parsed_training(monkeypatch, module, runner: str, argv: list[str]) -> TrainingConfig:
     """The TrainingConfig a pipeline command builds from ``argv`` (its run function replaced by a recorder)."""
@@ -177,7 +193,8 @@ def _help(main, capsys) -> str:
 
 
 @pytest.mark.parametrize(
-    "main", [train_cli.main, spin.main, spa.main, granular.main, compare.main, separation.main],
+    "main",
+    [train_cli.main, spin.main, spa.main, granular.main, compare.main, separation.main],
     ids=["train", "spin", "spa", "granular", "compare", "separation"],
 )
 def test_every_training_field_has_a_flag(main, capsys):
@@ -197,7 +214,9 @@ def test_command_line_defaults_are_the_configs(tmp_path, monkeypatch, preference
     )
     assert spin_training == dataclasses.replace(defaults, loss="spin")
     spa_argv = ["--seed-data", str(preference_file), "--prompts", str(preference_file), "--output-dir", "o"]
-    assert _parsed_training(monkeypatch, spa, "run_spa", spa_argv) == dataclasses.replace(defaults, loss="spa")
+    assert _parsed_training(monkeypatch, spa, "run_spa", spa_argv) == dataclasses.replace(
+        defaults, loss="spa"
+    )
     granular_argv = ["--data", str(granular_file), "--output-dir", "o"]
     granular_training = _parsed_training(monkeypatch, granular, "run_granular", granular_argv)
     assert granular_training == dataclasses.replace(defaults, loss="granular_tdpo")
@@ -225,7 +244,11 @@ def test_every_flag_reaches_its_field():
         parser = argparse.ArgumentParser()
         add_arguments(parser, TrainingConfig())
         value, text = _other_value(hints[field.name], getattr(TrainingConfig(), field.name))
-        argv = [text[0] + field.name.replace("_", "-")] if hints[field.name] is bool else [flag(field.name), *text]
+        argv = (
+            [text[0] + field.name.replace("_", "-")]
+            if hints[field.name] is bool
+            else [flag(field.name), *text]
+        )
         parsed = from_arguments(TrainingConfig(), parser.parse_args(argv))
         assert parsed == dataclasses.replace(TrainingConfig(), **{field.name: value}), field.name
 
@@ -233,9 +256,16 @@ def test_every_flag_reaches_its_field():
 def test_optional_flags_take_none_and_bad_values_are_refused(capsys):
     parser = argparse.ArgumentParser()
     add_arguments(parser, TrainingConfig(max_prompt_length=256, ref_model="tiny"))
-    parsed = from_arguments(TrainingConfig(), parser.parse_args(["--max-prompt-length", "none", "--ref-model", "null"]))
+    parsed = from_arguments(
+        TrainingConfig(), parser.parse_args(["--max-prompt-length", "none", "--ref-model", "null"])
+    )
     assert (parsed.max_prompt_length, parsed.ref_model) == (None, None)
-    for argv in (["--loss-params", "[1]"], ["--loss-params", "{bad"], ["--dtype", "float16"], ["--beta", "x"]):
+    for argv in (
+        ["--loss-params", "[1]"],
+        ["--loss-params", "{bad"],
+        ["--dtype", "float16"],
+        ["--beta", "x"],
+    ):
         with pytest.raises(SystemExit):
             parser.parse_args(argv)
         assert "error" in capsys.readouterr().err

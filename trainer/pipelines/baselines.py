@@ -88,7 +88,12 @@ BaselineFn = Callable[[str, TrainingConfig, str, str, MethodOptions], str]
 
 def _recorded(name: str, training: TrainingConfig, pairs: str, options: MethodOptions) -> dict[str, Any]:
     """A baseline run's configuration as its state file records it."""
-    return {"baseline": name, "pairs": file_identity(pairs), "training": asdict(training), "options": asdict(options)}
+    return {
+        "baseline": name,
+        "pairs": file_identity(pairs),
+        "training": asdict(training),
+        "options": asdict(options),
+    }
 
 
 def _pairs(path: str) -> list[dict[str, Any]]:
@@ -119,9 +124,7 @@ def loss_baseline(
     training = training.with_loss(LOSS_BASELINES[name])
     directory = Path(output_dir)
     state = PipelineState(directory, _recorded(name, training, train_pairs_path, options))
-    state.run(
-        "train", lambda: train_facts(train(training, Path(train_pairs_path), directory / "model"))
-    )
+    state.run("train", lambda: train_facts(train(training, Path(train_pairs_path), directory / "model")))
     return str(directory / "model")
 
 

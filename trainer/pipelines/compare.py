@@ -81,7 +81,9 @@ def compare(
     checkpoints = {BASE: training.model}
     fitness = {BASE: scored(output_dir / BASE, training.model, spec)}
     for method in methods:
-        checkpoints[method] = run_baseline(method, training, str(train_path), str(output_dir / method), options)
+        checkpoints[method] = run_baseline(
+            method, training, str(train_path), str(output_dir / method), options
+        )
         fitness[method] = scored(output_dir / method, checkpoints[method], spec)
     results = []
     for method in [BASE, *methods]:

@@ -102,9 +102,7 @@ def run_granular(config: GranularConfig) -> str:
     state.run("validate", validate)
     state.run(
         "train",
-        lambda: train_facts(
-            train(config.training, Path(config.data), directory / "model")
-        ),
+        lambda: train_facts(train(config.training, Path(config.data), directory / "model")),
     )
     return str(directory / "model")
 

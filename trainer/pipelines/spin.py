@@ -72,7 +72,9 @@ class SpinConfig:
 
     def __post_init__(self) -> None:
         if self.training.loss not in SPIN_LOSSES:
-            raise ValueError(f"SPIN trains with one of {', '.join(SPIN_LOSSES)}, got loss {self.training.loss!r}")
+            raise ValueError(
+                f"SPIN trains with one of {', '.join(SPIN_LOSSES)}, got loss {self.training.loss!r}"
+            )
 
 
 @dataclass(frozen=True)
