@@ -107,7 +107,9 @@ class SearchConfig:
     wandb: bool = False
     llm: LLMConfig = field(default_factory=LLMConfig)
     proposers: ProposerConfig = field(default_factory=ProposerConfig)
-    training: TrainingConfig = field(default_factory=TrainingConfig)  # trainer.config: how every candidate trains
+    training: TrainingConfig = field(
+        default_factory=TrainingConfig
+    )  # trainer.config: how every candidate trains
     data: DataConfig = field(default_factory=DataConfig)
     fitness: FitnessConfig = field(default_factory=FitnessConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
@@ -119,7 +121,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {
         "generations": 2,
         "population": 2,
-        "training": {"model": "tiny", "learning_rate": 1e-3, "batch_size": 4, "max_steps": 6, "max_length": 96},
+        "training": {
+            "model": "tiny",
+            "learning_rate": 1e-3,
+            "batch_size": 4,
+            "max_steps": 6,
+            "max_length": 96,
+        },
         "data": {"source": "synthetic", "synthetic_pairs": 24},
         "fitness": {"kind": "proxy"},
         "proposers": {"repair_rounds": 1},
@@ -132,7 +140,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 def _merge(base: dict, override: dict) -> dict:
     out = dict(base)
     for key, value in override.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        out[key] = (
+            _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
     return out
 
 
@@ -169,7 +179,9 @@ def to_dict(config: SearchConfig) -> dict:
     return plain(dataclasses.asdict(config))
 
 
-def load_config(path: str | Path | None = None, preset: str | None = None, overrides: dict | None = None) -> SearchConfig:
+def load_config(
+    path: str | Path | None = None, preset: str | None = None, overrides: dict | None = None
+) -> SearchConfig:
     """Preset, then the recipe file, then explicit overrides (CLI flags)."""
     recipe: dict = {}
     if path is not None:

@@ -34,7 +34,9 @@ class CandidateJob:
     fitness: FitnessConfig
     code: str | None = None  # proposed source (sequence-level contract), or
     loss: str | None = None  # a registry loss (baselines), or
-    pipeline: str | None = None  # a fixed method's whole procedure (trainer.pipelines.baselines: spin, spa, ...)
+    pipeline: str | None = (
+        None  # a fixed method's whole procedure (trainer.pipelines.baselines: spin, spa, ...)
+    )
     ref_cache_dir: str | None = None
     keep_model: bool = False
     report_to: str = "none"
@@ -90,30 +92,41 @@ def _run_pipeline(job: CandidateJob, run: TrainRun) -> TrainResult:
     metrics_file = Path(checkpoint) / "metrics.json"
     losses = json.loads(metrics_file.read_text()).get("losses", []) if metrics_file.exists() else []
     return TrainResult(
-        output_dir=run.output_dir, steps=len(losses), seconds=time.monotonic() - started,
-        first_loss=losses[0] if losses else float("nan"), last_loss=losses[-1] if losses else float("nan"),
-        losses=losses, metrics={"pipeline": job.pipeline},
+        output_dir=run.output_dir,
+        steps=len(losses),
+        seconds=time.monotonic() - started,
+        first_loss=losses[0] if losses else float("nan"),
+        last_loss=losses[-1] if losses else float("nan"),
+        losses=losses,
+        metrics={"pipeline": job.pipeline},
     )
 
 
 def run_job(job: CandidateJob) -> JobResult:
     work = Path(job.work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    (work / "worker.pid").write_text(str(os.getpid()))  # which process trains it (for operators and fault tests)
+    (work / "worker.pid").write_text(
+        str(os.getpid())
+    )  # which process trains it (for operators and fault tests)
     model_dir = work / "model"
     timings: dict[str, float] = {}
     started = time.monotonic()
     try:
         run = TrainRun(
-            data=job.train_path, output_dir=str(model_dir), ref_cache_dir=job.ref_cache_dir,
-            report_to=job.report_to, run_name=f"{job.candidate_id}-{job.name}",
+            data=job.train_path,
+            output_dir=str(model_dir),
+            ref_cache_dir=job.ref_cache_dir,
+            report_to=job.report_to,
+            run_name=f"{job.candidate_id}-{job.name}",
         )
         if job.pipeline is not None:
             trained = _run_pipeline(job, run)
         else:
             # a search-scale job trains in its Ray worker: training.deepspeed is for evo.retrain's launches
             training = job.training.with_loss(job.loss) if job.loss else job.training
-            trained = run_training(training, run, loss=candidate_loss(job.name, None if job.loss else job.code))
+            trained = run_training(
+                training, run, loss=candidate_loss(job.name, None if job.loss else job.code)
+            )
         timings["train_s"] = time.monotonic() - started
         scored_at = time.monotonic()
         fitness = score(str(model_dir), job)
@@ -122,13 +135,17 @@ def run_job(job: CandidateJob) -> JobResult:
         return JobResult(job.candidate_id, "failed", f"training diverged: {err}", timings=timings)
     except Exception as err:  # a bad candidate must not take the loop down
         tail = "".join(traceback.format_exception(err)[-3:])[-1500:]
-        return JobResult(job.candidate_id, "failed", f"{type(err).__name__}: {err}"[:500] + f"\n{tail}", timings=timings)
+        return JobResult(
+            job.candidate_id, "failed", f"{type(err).__name__}: {err}"[:500] + f"\n{tail}", timings=timings
+        )
     finally:
         if not job.keep_model:
             shutil.rmtree(model_dir, ignore_errors=True)
             shutil.rmtree(work / "pipeline", ignore_errors=True)
     if not math.isfinite(fitness.score):
-        return JobResult(job.candidate_id, "failed", f"the evaluator returned a non-finite score ({fitness.score})")
+        return JobResult(
+            job.candidate_id, "failed", f"the evaluator returned a non-finite score ({fitness.score})"
+        )
     metrics = {
         "steps": trained.steps,
         "first_loss": trained.first_loss,
@@ -138,4 +155,6 @@ def run_job(job: CandidateJob) -> JobResult:
         "fitness_details": fitness.details,
     }
     timings["total_s"] = time.monotonic() - started
-    return JobResult(job.candidate_id, "done", None, fitness.score, fitness.stderr, fitness.n, metrics, timings)
+    return JobResult(
+        job.candidate_id, "done", None, fitness.score, fitness.stderr, fitness.n, metrics, timings
+    )

@@ -74,33 +74,50 @@ def candidate_training(candidate: Candidate, training: TrainingConfig) -> Traini
     return training.with_loss(candidate.loss) if candidate.loss else training
 
 
-def _train(candidate: Candidate, training: TrainingConfig, run: TrainRun, plan: LaunchPlan, work_dir: Path
-           ) -> TrainResult:
+def _train(
+    candidate: Candidate, training: TrainingConfig, run: TrainRun, plan: LaunchPlan, work_dir: Path
+) -> TrainResult:
     code = None if candidate.loss else candidate.code
     if plan.backend == "accelerate":
-        return train_distributed(training, run, work_dir, num_processes=plan.num_processes,
-                                 deepspeed=plan.deepspeed, code=code, name=candidate.name)
+        return train_distributed(
+            training,
+            run,
+            work_dir,
+            num_processes=plan.num_processes,
+            deepspeed=plan.deepspeed,
+            code=code,
+            name=candidate.name,
+        )
     return run_training(training, run, loss=candidate_loss(candidate.name, code))
 
 
 def _evaluations(model_dir: str, job: CandidateJob, names: tuple[str, ...]) -> dict:
     """Fitness JSON of each extra evaluator, with the options of ``fitness.<name>``."""
     return {
-        name: score(model_dir, dataclasses.replace(job, fitness=dataclasses.replace(job.fitness, kind=name))).to_json()
+        name: score(
+            model_dir, dataclasses.replace(job, fitness=dataclasses.replace(job.fitness, kind=name))
+        ).to_json()
         for name in names
         if name != job.fitness.kind
     }
 
 
-def retrain(candidate: Candidate, config: SearchConfig, recipe: str, output_dir: Path, gpus: int) -> RetrainRecord:
+def retrain(
+    candidate: Candidate, config: SearchConfig, recipe: str, output_dir: Path, gpus: int
+) -> RetrainRecord:
     """Train and evaluate one candidate with one recipe; failures come back as a ``failed`` record."""
     started = time.monotonic()
     plan = launch_plan(config.training.deepspeed, gpus)
     if plan.note:
         log.warning(plan.note)
     record = RetrainRecord(
-        candidate_id=candidate.id, recipe=recipe, status="done", fitness_kind=config.fitness.kind,
-        output_dir=str(output_dir), launch=plan.to_json(), config=to_dict(config),
+        candidate_id=candidate.id,
+        recipe=recipe,
+        status="done",
+        fitness_kind=config.fitness.kind,
+        output_dir=str(output_dir),
+        launch=plan.to_json(),
+        config=to_dict(config),
     )
     timings: dict[str, float] = {}
     try:
@@ -108,20 +125,34 @@ def retrain(candidate: Candidate, config: SearchConfig, recipe: str, output_dir:
         timings["data_s"] = time.monotonic() - started
         model_dir = output_dir / "model"
         run = TrainRun(
-            data=str(data.train_path), output_dir=str(model_dir), ref_cache_dir=str(cache_root() / "refcache"),
-            report_to="wandb" if config.wandb else "none", run_name=f"retrain-{candidate.id}-{candidate.name}-{recipe}",
+            data=str(data.train_path),
+            output_dir=str(model_dir),
+            ref_cache_dir=str(cache_root() / "refcache"),
+            report_to="wandb" if config.wandb else "none",
+            run_name=f"retrain-{candidate.id}-{candidate.name}-{recipe}",
         )
         trained_at = time.monotonic()
         trained = _train(candidate, candidate_training(candidate, config.training), run, plan, output_dir)
         timings["train_s"] = time.monotonic() - trained_at
-        record = dataclasses.replace(record, train={
-            "loss": trained.metrics.get("loss"), "steps": trained.steps, "first_loss": trained.first_loss,
-            "last_loss": trained.last_loss,
-        })
+        record = dataclasses.replace(
+            record,
+            train={
+                "loss": trained.metrics.get("loss"),
+                "steps": trained.steps,
+                "first_loss": trained.first_loss,
+                "last_loss": trained.last_loss,
+            },
+        )
         job = CandidateJob(
-            candidate_id=candidate.id, name=candidate.name, work_dir=str(output_dir), train_path=str(data.train_path),
-            heldout_path=str(data.heldout_path) if data.heldout_path else None, training=config.training,
-            fitness=config.fitness, code=None if candidate.loss else candidate.code, loss=candidate.loss,
+            candidate_id=candidate.id,
+            name=candidate.name,
+            work_dir=str(output_dir),
+            train_path=str(data.train_path),
+            heldout_path=str(data.heldout_path) if data.heldout_path else None,
+            training=config.training,
+            fitness=config.fitness,
+            code=None if candidate.loss else candidate.code,
+            loss=candidate.loss,
             keep_model=True,
         )
         scored_at = time.monotonic()
@@ -129,13 +160,22 @@ def retrain(candidate: Candidate, config: SearchConfig, recipe: str, output_dir:
         evaluations = _evaluations(str(model_dir), job, config.retrain.evaluators)
         timings["eval_s"] = time.monotonic() - scored_at
     except Exception as err:  # recorded, like a failed candidate in the search
-        reason = f"training diverged: {err}" if isinstance(err, CandidateDiverged) else f"{type(err).__name__}: {err}"
+        reason = (
+            f"training diverged: {err}"
+            if isinstance(err, CandidateDiverged)
+            else f"{type(err).__name__}: {err}"
+        )
         log.exception("retraining candidate %d failed", candidate.id)
         timings["total_s"] = time.monotonic() - started
         return dataclasses.replace(record, status="failed", reason=reason[:2000], timings=timings)
     timings["total_s"] = time.monotonic() - started
     return dataclasses.replace(
-        record, fitness=fitness.score, stderr=fitness.stderr, n=fitness.n, evaluations=evaluations, timings=timings,
+        record,
+        fitness=fitness.score,
+        stderr=fitness.stderr,
+        n=fitness.n,
+        evaluations=evaluations,
+        timings=timings,
     )
 
 
@@ -143,8 +183,12 @@ def render(candidate: Candidate, record: RetrainRecord, console: Console) -> Non
     table = Table(title=f"candidate {candidate.id} ({candidate.name}): search scale vs {record.recipe}")
     for column in ("evaluator", "search", "retrain"):
         table.add_column(column)
-    search = f"{candidate.fitness:.4f} +- {candidate.stderr or 0.0:.4f}" if candidate.fitness is not None else "-"
-    retrained = f"{record.fitness:.4f} +- {record.stderr:.4f} (n={record.n})" if record.fitness is not None else "-"
+    search = (
+        f"{candidate.fitness:.4f} +- {candidate.stderr or 0.0:.4f}" if candidate.fitness is not None else "-"
+    )
+    retrained = (
+        f"{record.fitness:.4f} +- {record.stderr:.4f} (n={record.n})" if record.fitness is not None else "-"
+    )
     table.add_row(record.fitness_kind, search, retrained)
     for name, result in record.evaluations.items():
         table.add_row(name, "-", f"{result['score']:.4f} +- {result['stderr']:.4f} (n={result['n']})")
@@ -186,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     output_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, output_dir / "config.yaml")
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         handlers=[logging.FileHandler(output_dir / "retrain.log")],
     )
     console = Console()

@@ -51,16 +51,25 @@ def run_training(
     model, tokenizer = load_policy(training.model)
     ref_model = None
     if training.ref_model is not None:
-        ref_model = AutoModelForCausalLM.from_pretrained(resolve_model_path(training.ref_model), dtype=model.dtype)
+        ref_model = AutoModelForCausalLM.from_pretrained(
+            resolve_model_path(training.ref_model), dtype=model.dtype
+        )
     trainer = PreferenceTrainer(
-        model=model, ref_model=ref_model, args=args, train_dataset=dataset, processing_class=tokenizer, loss=loss,
+        model=model,
+        ref_model=ref_model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        loss=loss,
     )
     output = trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     out = Path(run.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     if run.save_model:
-        trainer.model.config.use_cache = True  # TRL trains with the KV cache off; generation from the checkpoint wants it
+        trainer.model.config.use_cache = (
+            True  # TRL trains with the KV cache off; generation from the checkpoint wants it
+        )
         trainer.save_model(str(out))
         tokenizer.save_pretrained(str(out))
     seconds = time.monotonic() - started

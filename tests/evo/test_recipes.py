@@ -75,16 +75,24 @@ def test_every_training_field_reaches_the_trainer_arguments(path):
     _, config = _recipe(path)
     training = config.training
     assert isinstance(training, TrainingConfig)  # the search embeds trainer.config's, not a copy
-    args = PreferenceConfig.from_training(training, RUN)  # TrainingArguments validate scheduler and optimizer names
+    args = PreferenceConfig.from_training(
+        training, RUN
+    )  # TrainingArguments validate scheduler and optimizer names
     assert (args.beta, args.learning_rate, args.lr_scheduler_type.value, args.warmup_steps) == (
-        training.beta, training.learning_rate, training.lr_scheduler_type, training.warmup_ratio
+        training.beta,
+        training.learning_rate,
+        training.lr_scheduler_type,
+        training.warmup_ratio,
     )
     assert args.optim.value == training.optim
     assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (
-        training.batch_size, training.gradient_accumulation_steps
+        training.batch_size,
+        training.gradient_accumulation_steps,
     )
     assert (args.num_train_epochs, args.max_steps, args.seed) == (
-        training.num_train_epochs, training.max_steps, training.seed
+        training.num_train_epochs,
+        training.max_steps,
+        training.seed,
     )
     assert (args.max_length, args.max_prompt_length) == (training.max_length, training.max_prompt_length)
     assert args.gradient_checkpointing == training.gradient_checkpointing
@@ -143,7 +151,11 @@ def test_zephyr_recipe_is_the_discopop_setup():
     assert (training.warmup_ratio, training.num_train_epochs) == (0.1, 2)
     assert (training.max_length, training.max_prompt_length) == (1024, 512)
     assert config.fitness.kind == "mt_bench"
-    assert config.proposers.llm and config.llm.base_url.startswith("https://") and config.llm.model.startswith("gpt-4")
+    assert (
+        config.proposers.llm
+        and config.llm.base_url.startswith("https://")
+        and config.llm.model.startswith("gpt-4")
+    )
 
 
 def test_full_recipe_retrains_with_the_search_settings_and_adds_alpaca_eval():
@@ -158,8 +170,12 @@ def test_spin_and_spa_recipes_are_their_published_setups():
     _, spin = _recipe(RECIPE_DIR / "spin-zephyr-7b.yaml")
     _, spa = _recipe(RECIPE_DIR / "spa-zephyr-7b.yaml")
     assert spin.data.hub_dataset == "UCLA-AGI/SPIN_iter0" and spin.training.optim == "rmsprop"
-    assert {"dpo", "spin_hinge"} <= set(spin.baselines)  # SPIN's logistic (= DPO on these pairs) and hinge losses
-    assert spa.data.max_train_pairs == 2000 and spa.seed == 42  # SPA's seed set: 2K pairs after shuffle(seed=42)
+    assert {"dpo", "spin_hinge"} <= set(
+        spin.baselines
+    )  # SPIN's logistic (= DPO on these pairs) and hinge losses
+    assert (
+        spa.data.max_train_pairs == 2000 and spa.seed == 42
+    )  # SPA's seed set: 2K pairs after shuffle(seed=42)
     assert (spa.training.max_length, spa.training.max_prompt_length) == (2048, 1024)
 
 
@@ -179,8 +195,11 @@ def _parsed(deepspeed: str, training: TrainingConfig):
     args = PreferenceConfig.from_training(training, RUN)
     filled = HfTrainerDeepSpeedConfig(load_deepspeed_config(deepspeed))
     filled.trainer_config_process(args)
-    model = LlamaForCausalLM(LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                         num_attention_heads=4, vocab_size=128))
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, vocab_size=128
+        )
+    )
     filled.trainer_config_finalize(args, model, num_training_steps=100)  # bucket sizes from the model
     return DeepSpeedConfig(filled.config)  # raises on unknown keys and inconsistent batch sizes
 

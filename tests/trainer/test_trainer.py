@@ -18,11 +18,15 @@ from trainer.trainer import CandidateDiverged, PreferenceConfig, PreferenceTrain
 
 
 def _training(**overrides) -> TrainingConfig:
-    return TrainingConfig(**{"model": "tiny", "learning_rate": 1e-3, "batch_size": 4, "max_steps": 20, **overrides})
+    return TrainingConfig(
+        **{"model": "tiny", "learning_rate": 1e-3, "batch_size": 4, "max_steps": 20, **overrides}
+    )
 
 
 def _run(tmp_path, data, ref_cache_dir=None) -> TrainRun:
-    return TrainRun(data=str(data), output_dir=str(tmp_path / "out"), ref_cache_dir=ref_cache_dir, save_model=False)
+    return TrainRun(
+        data=str(data), output_dir=str(tmp_path / "out"), ref_cache_dir=ref_cache_dir, save_model=False
+    )
 
 
 def _train(tmp_path, data, ref_cache_dir=None, loss_fn=None, **overrides):
@@ -42,10 +46,18 @@ def test_sigmoid_matches_trl_dpo_trainer_on_the_same_batch(tmp_path, preference_
     ours = PreferenceTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
     trl_model, trl_tokenizer = load_policy("tiny")
     trl_args = DPOConfig(
-        output_dir=str(tmp_path / "trl"), beta=spec.beta, per_device_train_batch_size=4, max_length=spec.max_length,
-        report_to="none", use_cpu=True, bf16=False, seed=0,
+        output_dir=str(tmp_path / "trl"),
+        beta=spec.beta,
+        per_device_train_batch_size=4,
+        max_length=spec.max_length,
+        report_to="none",
+        use_cpu=True,
+        bf16=False,
+        seed=0,
     )
-    reference = DPOTrainer(model=trl_model, args=trl_args, train_dataset=dataset, processing_class=trl_tokenizer)
+    reference = DPOTrainer(
+        model=trl_model, args=trl_args, train_dataset=dataset, processing_class=trl_tokenizer
+    )
     batch = _first_batch(reference)
     assert torch.equal(batch["input_ids"], _first_batch(ours)["input_ids"])
     ours_loss = ours.compute_loss(ours.model, batch)
@@ -133,9 +145,26 @@ def test_granular_token_weights_follow_the_span(tmp_path, granular_file):
 def test_cli_writes_a_loadable_checkpoint_and_metrics(tmp_path, preference_file):
     out = tmp_path / "cli"
     proc = subprocess.run(
-        [sys.executable, "-m", "trainer.train", "--loss", "ipo", "--data", str(preference_file), "--model", "tiny",
-         "--max-steps", "3", "--output-dir", str(out), "--batch-size", "4"],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "trainer.train",
+            "--loss",
+            "ipo",
+            "--data",
+            str(preference_file),
+            "--model",
+            "tiny",
+            "--max-steps",
+            "3",
+            "--output-dir",
+            str(out),
+            "--batch-size",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "ipo: 3 steps" in proc.stdout

@@ -49,7 +49,9 @@ class DistributedJob:
     training: TrainingConfig
     run: TrainRun
     name: str
-    code: str | None = None  # candidate source (sequence-level contract); None: training.loss from the registry
+    code: str | None = (
+        None  # candidate source (sequence-level contract); None: training.loss from the registry
+    )
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -58,7 +60,9 @@ class DistributedJob:
     def from_json(cls, text: str) -> DistributedJob:
         data = json.loads(text)
         return cls(
-            training=TrainingConfig.from_dict(data["training"]), run=TrainRun(**data["run"]), name=data["name"],
+            training=TrainingConfig.from_dict(data["training"]),
+            run=TrainRun(**data["run"]),
+            name=data["name"],
             code=data["code"],
         )
 
@@ -77,7 +81,9 @@ class LaunchPlan:
 def launch_plan(deepspeed: str | None, gpus: int) -> LaunchPlan:
     """How to train on this machine: DeepSpeed on all GPUs when asked, DDP on several, else in this process."""
     if gpus == 0:
-        note = f"no CUDA device: training in this process without DeepSpeed ({deepspeed})" if deepspeed else None
+        note = (
+            f"no CUDA device: training in this process without DeepSpeed ({deepspeed})" if deepspeed else None
+        )
         return LaunchPlan("in_process", note=note)
     if deepspeed is not None:
         return LaunchPlan("accelerate", gpus, deepspeed)
@@ -103,14 +109,26 @@ def _die_with_parent() -> None:
 
 def launch_command(config_file: Path, job_file: Path) -> list[str]:
     return [
-        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config_file),
-        "-m", "trainer.deepspeed.launch", str(job_file),
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(config_file),
+        "-m",
+        "trainer.deepspeed.launch",
+        str(job_file),
     ]
 
 
 def train_distributed(
-    training: TrainingConfig, run: TrainRun, work_dir: Path, *, num_processes: int, deepspeed: str | None,
-    code: str | None = None, name: str | None = None,
+    training: TrainingConfig,
+    run: TrainRun,
+    work_dir: Path,
+    *,
+    num_processes: int,
+    deepspeed: str | None,
+    code: str | None = None,
+    name: str | None = None,
 ) -> TrainResult:
     """Train on ``num_processes`` GPUs of this machine with the DeepSpeed config ``deepspeed`` (the launch plan's;
     None: DDP); raises ``RuntimeError`` with the log tail on failure."""
@@ -124,7 +142,10 @@ def train_distributed(
     log_path = work_dir / "train.log"
     with log_path.open("w") as log:
         returncode = subprocess.run(
-            launch_command(config_file, job_file), stdout=log, stderr=subprocess.STDOUT, check=False,
+            launch_command(config_file, job_file),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            check=False,
             preexec_fn=_die_with_parent,
         ).returncode
     diverged = work_dir / DIVERGED_FILE
@@ -162,8 +183,10 @@ def worker(job_file: Path) -> None:
         result = run_training(job.training, job.run, loss=loss)
     except CandidateDiverged as err:
         if rank_zero:
-            _write_atomic(job_file.parent / DIVERGED_FILE, json.dumps({"step": err.step, "what": err.what,
-                                                                       "value": err.value}))
+            _write_atomic(
+                job_file.parent / DIVERGED_FILE,
+                json.dumps({"step": err.step, "what": err.what, "value": err.value}),
+            )
         raise
     if rank_zero:
         _write_atomic(job_file.parent / RESULT_FILE, json.dumps(asdict(result), default=str))
