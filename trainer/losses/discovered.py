@@ -8,7 +8,7 @@ from trainer.losses.registry import discovered_loss_spec
 
 
 def candidate_loss(name: str, code: str | None) -> LossSpec | None:
-    """What ``run_training`` takes as ``loss``: None for a registry loss (``spec.loss``), else the candidate's
+    """What ``run_training`` takes as ``loss``: None for a registry loss (``training.loss``), else the candidate's
     source compiled by the sandbox (policy check, restricted globals, audit guard)."""
     if code is None:
         return None
