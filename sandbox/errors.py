@@ -30,9 +30,11 @@ CATEGORIES: dict[str, str] = {
     "ImportError": "an import was refused (only torch, torch.nn.functional and math)",
     "IndexError": "an index is out of range",
     "KeyError": "a key was not found",
+    "LookupError": "a lookup failed (a module the sandbox did not load?)",
     "NotImplementedError": "an operation is not implemented for these inputs",
     "TypeError": "a function got arguments of the wrong type or number (a tensor where a number is needed?)",
     "ValueError": "a function got an invalid value",
+    "OSError": "an operating-system call was refused or failed",
     "RuntimeError": "a tensor operation failed",
     "ArithmeticError": "an arithmetic error",
     "SystemExit": "the code tried to exit",
@@ -117,9 +119,10 @@ def describe_exception(exc: BaseException) -> str:
 def describe_graph_failure(exc: GraphRuntimeError) -> str:
     """What failed while a graph ran: the node's allow-listed operation, its line, and the cause's category."""
     where = f"line {exc.line}: " if exc.line is not None else f"node {exc.node}: "
-    if exc.__cause__ is None:  # raised by the interpreter itself (guards, element limit): its text is fixed
-        return bounded(f"{where}{exc}")
-    return bounded(f"{where}`{exc.target}` failed: {exception_text(exc.__cause__)}")
+    text = f"{where}`{exc.target}` {exc.message}"
+    if exc.__cause__ is not None:
+        text += f": {exception_text(exc.__cause__)}"
+    return bounded(text)
 
 
 def describe_graph_error(exc: GraphError) -> str:

@@ -25,10 +25,13 @@ _SIZED_FUNCTIONS = frozenset({"torch.reshape", "torch.broadcast_to"})
 
 
 class GraphRuntimeError(RuntimeError):
-    """A node failed while the graph ran; `node`, `target` and `line` say which, `cause` why."""
+    """A node failed while the graph ran: `node`, `target` and `line` say which; `message` (fixed text) and
+    `__cause__` (the exception the operation raised, if any) say why."""
 
     def __init__(self, message: str, node: int, target: str, line: int | None) -> None:
-        super().__init__(message)
+        where = f"node {node} ({target}" + ("" if line is None else f", line {line}") + ")"
+        super().__init__(f"{where}: {message}")
+        self.message = message
         self.node = node
         self.target = target
         self.line = line
@@ -36,11 +39,6 @@ class GraphRuntimeError(RuntimeError):
 
 class GuardMismatch(GraphRuntimeError):
     """A size condition recorded at tracing time does not hold for these inputs."""
-
-
-def _describe(index: int, node: Node) -> str:
-    where = f"node {index} ({node.target}" + ("" if node.line is None else f", line {node.line}") + ")"
-    return where
 
 
 def _requested_elements(sizes: Any) -> int:
@@ -85,8 +83,7 @@ class _Run:
         if node.op == "guard":
             if bool(args[0]) != args[1]:
                 raise GuardMismatch(
-                    f"{_describe(index, node)}: the size condition traced as {args[1]} does not hold for "
-                    "these inputs",
+                    f"traced as {args[1]}: the size condition does not hold for these inputs",
                     index,
                     node.target,
                     node.line,
@@ -108,7 +105,7 @@ class _Run:
         )
         if sized and _requested_elements(args[1:]) > self.max_elements:
             raise GraphRuntimeError(
-                f"{_describe(index, node)}: asks for more than {self.max_elements} elements",
+                f"asks for more than {self.max_elements} elements (a memory bomb?)",
                 index,
                 node.target,
                 node.line,
@@ -121,14 +118,11 @@ class _Run:
             except GraphRuntimeError:
                 raise
             except Exception as exc:
-                error = GraphRuntimeError(
-                    f"{_describe(index, node)} failed: {type(exc).__name__}", index, node.target, node.line
-                )
+                error = GraphRuntimeError("failed", index, node.target, node.line)
                 raise error from exc
             if isinstance(value, torch.Tensor) and value.numel() > self.max_elements:
                 raise GraphRuntimeError(
-                    f"{_describe(index, node)} produced {value.numel()} elements; the limit is "
-                    f"{self.max_elements}",
+                    f"produced {value.numel()} elements; the limit is {self.max_elements} (a memory bomb?)",
                     index,
                     node.target,
                     node.line,

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from sandbox.audit import install_strict_hook
-from sandbox.child import WARMUP_SOURCE, check_graph, handle_request, trace_candidate
+from sandbox.child import handle_request
 from sandbox.isolation import (
     PROPERTIES,
     RESULT_FD,
@@ -36,6 +36,7 @@ from sandbox.isolation import (
     prepare_pid_namespace,
     process_table,
 )
+from sandbox.warmup import warm_up
 
 MAX_RESULT_BYTES = 1024 * 1024
 KEPT_OUTPUT_CHARS = 2000
@@ -208,16 +209,11 @@ def _properties(setup: dict[str, bool], facts: dict[str, Any], original: dict[st
     return {name: bool(measured[name]) for name in PROPERTIES}
 
 
-def _warm_up() -> None:
-    traced = trace_candidate(WARMUP_SOURCE, "loss_fn", "sequence", restricted=True)
-    check_graph(traced["graph"])
-
-
 def main() -> None:
     """Warm up, isolate, probe a child, announce readiness, then serve requests until stdin closes."""
     torch.set_num_threads(1)
     torch.set_num_interop_threads(1)
-    _warm_up()
+    warm_up()
     original = {"net": os.readlink("/proc/self/ns/net")}
     setup = enter_namespaces(os.getcwd())
     forker = _Forker()

@@ -1,5 +1,6 @@
 """Shared fixtures for the attacks on the sandbox: one pool with short limits, a canary directory, a secret in
-the parent's environment, and a guard asserting that the parent process is unchanged after every attack."""
+the parent's environment, and a guard asserting that the parent process is unchanged after every attack
+(environment, torch functions, torch's global state, files, processes)."""
 
 import os
 
@@ -44,12 +45,17 @@ def _snapshot() -> dict:
         **{f"torch.{n}": getattr(torch, n) for n in WATCHED_TORCH},
         **{f"F.{n}": getattr(F, n) for n in WATCHED_F},
         **{f"Tensor.{n}": getattr(torch.Tensor, n) for n in WATCHED_TENSOR},
+        "grad_enabled": torch.is_grad_enabled(),
+        "default_dtype": torch.get_default_dtype(),
+        "threads": torch.get_num_threads(),
+        "deterministic": torch.are_deterministic_algorithms_enabled(),
     }
 
 
 @pytest.fixture(autouse=True)
 def parent_unchanged(attack_pool, canary_dir):
-    """After each attack: same environment, same torch functions, no file, no process left behind."""
+    """After each attack: same environment, same torch functions and global state, no file, no process left
+    behind."""
     env, functions, children = _environment(), _snapshot(), _children()
     yield
     assert _environment() == env
