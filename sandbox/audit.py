@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 
 _REFUSED_PREFIXES = tuple(
     (
@@ -52,12 +53,17 @@ def _open_refusal(args: tuple) -> str | None:
     return f"sandbox refused opening {path!r}: loss code may not read files"
 
 
-def _strict_hook(event: str, args: tuple) -> None:
-    reason = refusal(event, args)
-    if reason is not None:
-        raise SandboxRefusal(reason)
+def _strict_hook(rules: Callable[[str, tuple], str | None]) -> Callable[[str, tuple], None]:
+    def hook(event: str, args: tuple) -> None:
+        reason = rules(event, args)
+        if reason is not None:
+            raise SandboxRefusal(reason)
+
+    return hook
 
 
 def install_strict_hook() -> None:
-    """Refuse the events for the rest of this process (sandbox children only: it cannot be undone)."""
-    sys.addaudithook(_strict_hook)
+    """Refuse the events for the rest of this process (sandbox children only: it cannot be undone).
+
+    The rules are bound now, so rebinding `sandbox.audit.refusal` later does not change the hook."""
+    sys.addaudithook(_strict_hook(refusal))

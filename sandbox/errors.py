@@ -68,6 +68,10 @@ _DETAILS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"Dimension out of range"), "a dimension is out of range (the inputs are 1-D)"),
     (re.compile(r"only one element tensors can be converted"), "a tensor was used where a number is needed"),
     (
+        re.compile(r"does not support item assignment"),
+        "item or slice assignment writes into a tensor in place; build a new one with torch.where or torch.cat",
+    ),
+    (
         re.compile(r"must be real number, not Proxy|argument must be .*not 'Proxy'|Proxy"),
         "a Python or math function was given a tensor or beta; use torch functions on tensors",
     ),

@@ -58,6 +58,7 @@ class GraphError(ValueError):
     def __init__(self, message: str, node: int | None = None, line: int | None = None) -> None:
         where = "" if node is None else f"node {node}" + ("" if line is None else f" (line {line})") + ": "
         super().__init__(where + message)
+        self.reason = message
         self.node = node
         self.line = line
 

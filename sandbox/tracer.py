@@ -337,4 +337,4 @@ def trace_loss(function: Any, contract: Contract, rng: random.Random | None = No
     try:
         return LossGraph.from_json(graph.to_json())
     except GraphError as exc:
-        raise TraceRejected("graph", str(exc), exc.line) from None
+        raise TraceRejected("graph", exc.reason, exc.line) from None
