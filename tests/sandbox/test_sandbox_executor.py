@@ -6,7 +6,7 @@ import threading
 import time
 
 from sandbox.executor import SandboxPool, session_processes
-from sandbox.isolation import Limits
+from sandbox.isolation import PROPERTIES, Limits
 from tests.sandbox.discopop_losses import ALL_LOSSES
 
 
@@ -55,7 +55,13 @@ def test_threads_share_one_pool(pool):
 
 
 def test_isolation_report(pool):
-    assert set(pool.isolation) == {"network_namespace", "read_only_filesystem", "subreaper"}
+    assert set(pool.isolation) == set(PROPERTIES)
+    assert pool.execute(ALL_LOSSES["sigmoid"]).isolation_missing == pool.isolation_missing
+
+
+def test_a_trace_only_request_returns_the_graph_untested(pool):
+    result = pool.trace("def loss_fn(a, b, c, d, beta):\n    return beta * (a - b)\n")  # wrong direction
+    assert result.valid and result.graph is not None and result.fingerprint is None
 
 
 def test_printed_output_is_captured(pool):
