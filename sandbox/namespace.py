@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import math
+import sys
 import types
 from collections.abc import Callable
 from typing import Any
@@ -62,9 +63,16 @@ def _len(value: Any) -> Any:
 def _safe_import(
     name: str, globals_: Any = None, locals_: Any = None, fromlist: Any = (), level: int = 0
 ) -> Any:
-    """`__import__` for candidate code: torch, torch.nn.functional and math (the tracing copy) only."""
+    """`__import__` for candidate code: torch, torch.nn.functional and math (the tracing copy) only.
+
+    torch's C++ code imports its own modules through the same hook (PyImport_Import, which passes an empty
+    list as fromlist; Python's import statement passes None or a tuple): those get the torch module already
+    loaded, nothing new.
+    """
     if level != 0:
         raise ImportError("relative imports are not allowed")
+    if isinstance(fromlist, list) and not fromlist and name.startswith("torch.") and name in sys.modules:
+        return sys.modules[name]
     if name == "torch.nn" and tuple(fromlist or ()) == ("functional",):
         return torch.nn
     if name not in IMPORTABLE_MODULES:

@@ -124,7 +124,7 @@ class _LossTracer(fx.Tracer):
         line = candidate_line()
         if not _is_size(obj.node):
             raise TraceRejected("control-flow", CONTROL_FLOW, line)
-        partial = to_variant(self.graph, "any", obj.node)
+        partial = to_variant(self.graph, "any", obj.node, partial=True)
         value = bool(run_variant(partial, dummy_inputs(self.contract, self.batch)))
         self.create_node("call_function", _guard, (obj.node, value), {})
         self.guards += 1
@@ -205,8 +205,10 @@ def _target_name(node: fx.Node) -> tuple[str, str]:
     return "call_function", name
 
 
-def to_variant(graph: fx.Graph, batch: str, output: Any) -> Variant:
-    """Convert the traced fx graph (up to the nodes `output` needs, in order) into a graph variant."""
+def to_variant(graph: fx.Graph, batch: str, output: Any, partial: bool = False) -> Variant:
+    """Convert the traced fx graph into a graph variant returning `output`: every node traced (guards and
+    unused nodes included: they run in training as they ran in the tests), or with `partial` only the nodes
+    up to `output` (to evaluate a size condition while tracing)."""
     refs: dict[fx.Node, Any] = {}
     nodes: list[Node] = []
     for node in graph.nodes:
@@ -226,7 +228,7 @@ def to_variant(graph: fx.Graph, batch: str, output: Any) -> Variant:
             kwargs = tuple((k, _convert(v, refs)) for k, v in sorted(node.kwargs.items()))
             refs[node] = Ref(node=len(nodes))
             nodes.append(Node(op, target, args, kwargs, line))
-        if node is output:
+        if partial and node is output:
             break
     result = refs.get(output) if isinstance(output, fx.Node) else None
     if not isinstance(result, Ref):
