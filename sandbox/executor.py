@@ -47,6 +47,7 @@ class ExecutionResult:
     output: str = ""  # the start of what the candidate printed
     details: dict[str, Any] = field(default_factory=dict)  # probe facts (SandboxPool.probe only)
     isolation_missing: tuple[str, ...] = ()  # isolation properties the children did not get
+    cpu_seconds: float = 0.0  # CPU time the zygote and its children spent on the request
 
     @classmethod
     def failure(cls, error: str, isolation_missing: tuple[str, ...] = ()) -> ExecutionResult:
@@ -266,4 +267,5 @@ class SandboxPool:
             output=reply.get("output", ""),
             details=reply.get("details", {}),
             isolation_missing=tuple(n for n, ok in zygote.isolation.items() if not ok),
+            cpu_seconds=float(reply.get("cpu_seconds") or 0.0),
         )

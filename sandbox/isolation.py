@@ -231,11 +231,11 @@ def _drop_privileges() -> None:
     _libc.capset(ctypes.byref(header), data)
 
 
-def confine_child(limits: Limits, output_fd: int, result_fd: int) -> None:
-    """Called in a freshly forked child before anything it was asked to run; irreversible."""
+def confine_child(limits: Limits, output_fd: int, result_fd: int, input_fd: int | None = None) -> None:
+    """Called in a freshly forked child before anything it was asked to run; irreversible. Its stdin is
+    `input_fd` (default /dev/null), stdout and stderr `output_fd`, fd 3 `result_fd`; nothing else stays open."""
     os.setpgid(0, 0)
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
+    os.dup2(os.open(os.devnull, os.O_RDONLY) if input_fd is None else input_fd, 0)
     os.dup2(output_fd, 1)
     os.dup2(output_fd, 2)
     os.dup2(result_fd, RESULT_FD)

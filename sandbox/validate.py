@@ -35,6 +35,7 @@ class ValidationResult:
     seconds: float
     graph: dict[str, Any] | None = None
     isolation_missing: tuple[str, ...] = ()
+    cpu_seconds: float = 0.0  # CPU time spent in the sandbox processes (load-independent cost)
 
     def to_json(self, with_graph: bool = False) -> dict[str, Any]:
         """The CLI's JSON object."""
@@ -90,6 +91,7 @@ def validate_source(
         time.perf_counter() - started,
         graph=graph,
         isolation_missing=result.isolation_missing,
+        cpu_seconds=result.cpu_seconds,
     )
 
 

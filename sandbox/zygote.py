@@ -3,18 +3,21 @@
 Protocol on stdin/stdout, one JSON object per line. The zygote first answers `{"ready": true, "isolation":
 {property: bool, ...}, "probe": {...}}` (the properties of `sandbox.isolation.PROPERTIES`, measured in a
 real child). Then each request `{"mode", "source", "entry", "contract", "limits"}` gets one reply dict (keys
-valid, stage, error, graph, fingerprint, canonical_form, output, details). Mode "validate" (or "unchecked",
-full builtins, for the sandbox's own tests) forks a tracing child, the only process that runs candidate
-code, then a checking child that runs the gradient tests on the graph alone; "trace" stops after the first;
-"probe" reports what a child can see and do. Every child is process 1 of its own PID namespace where the
-machine allows it. The zygote enforces the wall clock, kills each child's process group and reaps strays.
+valid, stage, error, graph, fingerprint, canonical_form, output, details, cpu_seconds). Mode "validate" (or
+"unchecked", full builtins, for the sandbox's own tests) forks a tracing child, the only process that runs
+candidate code, then hands its graph to the checker (`sandbox.checker`: a long-lived confined child that runs
+the gradient tests on graphs alone); "trace" stops after the first; "probe" reports what a child can see and
+do. Every child is process 1 of its own PID namespace where the machine allows it. The zygote enforces the
+wall clock, kills each child's process group and reaps strays.
 It exits when its stdin closes. Started by `sandbox.executor.Zygote`; not an API for other modules.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
+import resource
 import selectors
 import signal
 import sys
@@ -24,6 +27,7 @@ from typing import Any
 import torch
 
 from sandbox.audit import install_strict_hook
+from sandbox.checker import Checker
 from sandbox.child import handle_request
 from sandbox.isolation import (
     PROPERTIES,
@@ -42,18 +46,19 @@ MAX_RESULT_BYTES = 1024 * 1024
 KEPT_OUTPUT_CHARS = 2000
 
 
-def _reap_strays() -> None:
-    """Kill and reap every remaining child of this process (orphans of a candidate land here as subreaper)."""
+def _reap_strays(keep: int | None) -> None:
+    """Kill and reap every remaining child of this process but `keep` (the checker): orphans of a candidate
+    land here as subreaper where PID namespaces are not available (else they die with their namespace)."""
     while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
+        strays = [p.pid for p in process_table() if p.ppid == os.getpid() and p.pid != keep]
+        if not strays:
             return
-        if pid == 0:
-            for process in process_table():
-                if process.ppid == os.getpid():
-                    _kill(process.pid, group=False)
-            time.sleep(0.01)
+        for pid in strays:
+            _kill(pid, group=False)
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
 
 
 def _kill(pid: int, group: bool) -> None:
@@ -88,7 +93,9 @@ def _failure(error: str) -> dict[str, Any]:
     return {"valid": False, "stage": "execution", "error": error}
 
 
-def _collect(pid: int, out_r: int, res_r: int, limits: Limits) -> tuple[dict[str, Any], str]:
+def _collect(
+    pid: int, out_r: int, res_r: int, limits: Limits, keep: int | None
+) -> tuple[dict[str, Any], str]:
     """Read the child's output and result until both pipes close or a limit is hit; then kill and reap it."""
     deadline = time.monotonic() + limits.timeout_s
     output, result, problem = bytearray(), bytearray(), None
@@ -118,7 +125,7 @@ def _collect(pid: int, out_r: int, res_r: int, limits: Limits) -> tuple[dict[str
         problem = f"timeout: the sandbox child did not exit within {limits.timeout_s:g} s and was killed"
     _kill(pid, group=True)
     _, status = os.waitpid(pid, 0)
-    _reap_strays()
+    _reap_strays(keep)
     reply = _parse_result(bytes(result)) if problem is None else None
     if reply is None:
         reply = _failure(problem or _describe_exit(status, limits))
@@ -134,10 +141,12 @@ def _parse_result(data: bytes) -> dict[str, Any] | None:
 
 
 class _Forker:
-    """Forks confined children, each (where allowed) the first process of a fresh PID namespace."""
+    """Forks confined children, each (where allowed) the first process of a fresh PID namespace, and keeps the
+    long-lived checker."""
 
     def __init__(self) -> None:
         self.own_pid_namespace = open_pid_namespace()
+        self.checker = Checker(self.own_pid_namespace)
 
     def run(self, request: dict[str, Any], limits: Limits) -> tuple[dict[str, Any], str]:
         out_r, out_w = os.pipe()
@@ -164,14 +173,27 @@ class _Forker:
         except (PermissionError, ProcessLookupError):
             pass
         try:
-            return _collect(pid, out_r, res_r, limits)
+            return _collect(pid, out_r, res_r, limits, keep=self.checker.pid)
         finally:
             os.close(out_r)
             os.close(res_r)
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its reaped children so far."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def serve(forker: _Forker, request: dict[str, Any]) -> dict[str, Any]:
-    """One request: probe, trace, or trace then check."""
+    """One request (probe, trace, or trace then check), with the CPU seconds it cost (zygote and children)."""
+    started = _cpu_seconds()
+    reply = _serve(forker, request)
+    checker = float(reply.get("cpu_seconds") or 0.0)  # the checker is not reaped: it reports its own
+    return {**reply, "cpu_seconds": round(_cpu_seconds() - started + checker, 4)}
+
+
+def _serve(forker: _Forker, request: dict[str, Any]) -> dict[str, Any]:
     limits = Limits(**request["limits"])
     mode = request["mode"]
     if mode == "probe":
@@ -187,7 +209,7 @@ def serve(forker: _Forker, request: dict[str, Any]) -> dict[str, Any]:
     traced, output = forker.run(trace, limits)
     if not traced.get("valid") or mode == "trace":
         return {**traced, "output": output}
-    checked, _ = forker.run({"mode": "check", "graph": traced["graph"]}, limits)
+    checked = forker.checker.check(traced["graph"], limits)
     return {**checked, "graph": traced["graph"], "output": output}
 
 
@@ -214,6 +236,8 @@ def main() -> None:
     torch.set_num_threads(1)
     torch.set_num_interop_threads(1)
     warm_up()
+    gc.collect()
+    gc.freeze()  # children's collections then skip the zygote's objects: fewer copy-on-write page faults
     original = {"net": os.readlink("/proc/self/ns/net")}
     setup = enter_namespaces(os.getcwd())
     forker = _Forker()
