@@ -56,6 +56,34 @@ def _requested_elements(sizes: Any) -> int:
     return math.prod(flat)
 
 
+def _references(value: Any) -> list[int]:
+    if isinstance(value, Ref):
+        return [] if value.node is None else [value.node]
+    if isinstance(value, (list, tuple)):
+        return [i for item in value for i in _references(item)]
+    if isinstance(value, slice):
+        return _references([value.start, value.stop, value.step])
+    return []
+
+
+def release_plan(variant: Variant) -> list[list[int]]:
+    """For each node, the earlier nodes whose values are not needed after it (freed as the graph runs)."""
+    last_use: dict[int, int] = {}
+    for index, node in enumerate(variant.nodes):
+        for ref in _references([*node.args, *(v for _, v in node.kwargs)]):
+            last_use[ref] = index
+    for ref in _references(variant.output):
+        last_use[ref] = len(variant.nodes)
+    plan: list[list[int]] = [[] for _ in variant.nodes]
+    for ref, index in last_use.items():
+        if index < len(variant.nodes):
+            plan[index].append(ref)
+    for index in range(len(variant.nodes)):
+        if index not in last_use:
+            plan[index].append(index)  # never used: free it at once
+    return plan
+
+
 class _Run:
     def __init__(self, inputs: dict[str, Any], max_elements: int) -> None:
         self.inputs = inputs
@@ -111,7 +139,7 @@ class _Run:
                 node.line,
             )
 
-    def run(self, variant: Variant, stop_after: int | None) -> Any:
+    def run(self, variant: Variant, stop_after: int | None, plan: list[list[int]] | None) -> Any:
         for index, node in enumerate(variant.nodes):
             try:
                 value = self.evaluate(index, node)
@@ -130,6 +158,9 @@ class _Run:
             self.values.append(value)
             if stop_after is not None and index >= stop_after:
                 return value
+            if plan is not None:
+                for released in plan[index]:
+                    self.values[released] = None
         return self.resolve(variant.output)
 
 
@@ -147,9 +178,11 @@ def run_variant(
     *,
     max_elements: int = MAX_ELEMENTS,
     stop_after: int | None = None,
+    plan: list[list[int]] | None = None,
 ) -> Any:
-    """Evaluate one variant on inputs keyed by role (up to node `stop_after` when given)."""
-    return _Run(inputs, max_elements).run(variant, stop_after)
+    """Evaluate one variant on inputs keyed by role (up to node `stop_after` when given), freeing each value
+    after its last use when `plan` (`release_plan(variant)`) is given."""
+    return _Run(inputs, max_elements).run(variant, stop_after, plan)
 
 
 class GraphLoss:
@@ -163,6 +196,7 @@ class GraphLoss:
         self.contract = get_contract(graph.contract)
         self.max_elements = max_elements
         self._required = [spec.role for spec in self.contract.required]
+        self._plans = {variant.batch: release_plan(variant) for variant in graph.variants}
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """Inputs keyed by role, from a call in contract order."""
@@ -181,7 +215,7 @@ class GraphLoss:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         inputs = self.bind(args, kwargs)
         variant = self.graph.variant_for(batch_size(self.contract, inputs))
-        return run_variant(variant, inputs, max_elements=self.max_elements)
+        return run_variant(variant, inputs, max_elements=self.max_elements, plan=self._plans[variant.batch])
 
 
 def build_loss(graph: LossGraph | dict[str, Any] | str, max_elements: int = MAX_ELEMENTS) -> GraphLoss:

@@ -255,3 +255,4 @@ def main() -> None:
             reply = {**_failure(f"sandbox error: {type(exc).__name__}"), "output": ""}
         stdout.write(json.dumps(reply).encode() + b"\n")
         stdout.flush()
+    forker.checker.stop()

@@ -8,7 +8,7 @@ import torch
 
 from sandbox.contract import SEQUENCE
 from sandbox.graph import MAX_NODES, GraphError, LossGraph, Node, Ref, TensorConstant, Variant
-from sandbox.interpreter import GraphRuntimeError, GuardMismatch, build_loss, run_variant
+from sandbox.interpreter import GraphRuntimeError, GuardMismatch, build_loss, release_plan, run_variant
 
 ROLES = [spec.role for spec in SEQUENCE.inputs]
 PC, PR, RC, RR, BETA = (Ref(role=r) for r in ROLES)
@@ -242,3 +242,9 @@ def test_calls_bind_inputs_by_contract_order():
         loss(*batch, 0.1, labels=batch[0])
     with pytest.raises(TypeError, match="batch"):
         loss(torch.tensor(1.0), *batch[1:], 0.1)
+
+
+def test_values_are_freed_after_their_last_use():
+    nodes = [*_dpo_nodes(), Node("call_function", "torch.exp", (PC,))]  # node 6 is never used
+    plan = release_plan(Variant("any", tuple(nodes), Ref(5)))
+    assert plan == [[], [], [0, 1], [2], [3], [4], [6]]  # node 5 is the output: kept

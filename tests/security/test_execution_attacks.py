@@ -11,6 +11,16 @@ from tests.security.attack_kit import loss_source
 
 # (id, source, pattern the execution error must match)
 ATTACKS = [
+    # a graph too slow for the checker's wall clock: the checker is killed and replaced
+    (
+        "slow-graph",
+        loss_source(
+            "    y = x.detach().reshape(1, -1).expand(4096, -1)\n    for i in range(450):\n"
+            "        y = (y * 1.0001).abs().sqrt().detach()\n"
+            "    x = x + 0 * y.sum()\n"
+        ),
+        r"timeout: the loss graph ran for too long",
+    ),
     ("infinite-loop", loss_source("    while True:\n        pass\n"), r"timeout|SIGXCPU"),
     ("loop-over-huge-range", loss_source("    y = sum(range(10 ** 13))\n"), r"timeout|SIGXCPU"),
     ("memory-bomb-list", loss_source("    junk = [x] * 10 ** 10\n"), r"MemoryError"),
