@@ -85,12 +85,12 @@ class Zygote:
         """Launch the zygote and wait until it is warm (raises ZygoteError when it cannot start)."""
         self.close()
         self._home = tempfile.mkdtemp(prefix="sandbox-zygote-")
-        with open(os.path.join(self._home, "zygote.log"), "wb") as log:
+        with open(os.path.join(self._home, "zygote.log"), "wb") as zygote_log:
             self._proc = subprocess.Popen(
                 [sys.executable, "-I", "-B", "-c", _BOOT],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
-                stderr=log,
+                stderr=zygote_log,
                 env=scrubbed_env(self._home),
                 cwd=self._home,
                 start_new_session=True,

@@ -39,7 +39,15 @@ RESULT_FD = 3
 SANDBOX_UID = 65534  # "nobody": owns no file the sandbox could write
 _KEPT_ENV = ("PATH", "LANG", "LC_ALL")
 _THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-_MOUNT_FLAGS = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC}
+# Flags a read-only remount must keep (in a user namespace the kernel refuses to clear any of them).
+_MOUNT_FLAGS = {
+    "nosuid": MS_NOSUID,
+    "nodev": MS_NODEV,
+    "noexec": MS_NOEXEC,
+    "noatime": 0x400,
+    "nodiratime": 0x800,
+    "relatime": 0x200000,
+}
 
 # Every property a validating child should have; the pool reports each as obtained or missing.
 PROPERTIES = (

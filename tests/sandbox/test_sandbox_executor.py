@@ -5,7 +5,7 @@ import signal
 import threading
 import time
 
-from sandbox.executor import SandboxPool, session_processes
+from sandbox.executor import SandboxPool, Zygote, session_processes
 from sandbox.isolation import PROPERTIES, Limits
 from tests.sandbox.discopop_losses import ALL_LOSSES
 from tests.security.conftest import at_rest
@@ -71,3 +71,16 @@ def test_printed_output_is_captured(pool):
         source.replace("import torch.nn.functional as F", "print('hello from the child')")
     )
     assert result.valid and "hello from the child" in result.output
+
+
+def test_missing_isolation_is_reported_loudly(monkeypatch, caplog):
+    """A machine that cannot give the children a property: a warning when the zygote starts, and the gap on
+    every result (here the zygote's greeting is replaced by one that reports no seccomp)."""
+    hello = {"ready": True, "isolation": {**dict.fromkeys(PROPERTIES, True), "seccomp": False}, "probe": {}}
+    monkeypatch.setattr(Zygote, "_read_reply", lambda self, deadline: hello)
+    pool = SandboxPool()
+    with caplog.at_level("WARNING", logger="sandbox"):
+        pool.start()
+    pool.close()
+    assert "sandbox children run WITHOUT seccomp" in caplog.text
+    assert pool.isolation_missing == ("seccomp",)
