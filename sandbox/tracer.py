@@ -83,7 +83,7 @@ def _is_size(node: fx.Node) -> bool:
 
 
 CONTROL_FLOW = (
-    "Python control flow (if/while, and/or/not, min()/max()/sorted() of tensors, bool()) cannot depend on "
+    "Python control flow (if/while/assert, and/or/not, min()/max()/sorted() of tensors, bool()) cannot depend on "
     "tensor values, dtypes or beta; use torch.where, torch.maximum/torch.minimum or torch.clamp"
 )
 
