@@ -8,7 +8,7 @@ import time
 from sandbox.executor import SandboxPool, Zygote, session_processes
 from sandbox.isolation import PROPERTIES, Limits
 from tests.sandbox.discopop_losses import ALL_LOSSES
-from tests.security.conftest import at_rest
+from tests.security.attack_kit import at_rest
 
 
 def test_a_dead_zygote_is_replaced():

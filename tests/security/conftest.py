@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from sandbox.executor import SandboxPool, session_processes
 from sandbox.isolation import Limits, process_table
-from tests.security.attack_kit import SECRET, SECRET_NAME
+from tests.security.attack_kit import SECRET, SECRET_NAME, at_rest
 
 ATTACK_LIMITS = Limits(timeout_s=4.0, cpu_s=2, memory_mb=1024)
 WATCHED_TORCH = ("exp", "log", "sigmoid", "relu", "where", "save", "load")
@@ -34,12 +34,6 @@ def canary_dir(tmp_path_factory):
 
 def _environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
-
-
-def at_rest(zygote: int) -> bool:
-    """Between requests a zygote's session holds the zygote and at most its checker (a child of it)."""
-    others = [p for p in process_table() if p.session == zygote and p.state != "Z" and p.pid != zygote]
-    return len(others) <= 1 and all(p.ppid == zygote for p in others)
 
 
 def _children() -> set[int]:
