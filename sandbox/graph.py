@@ -99,6 +99,17 @@ class Variant:
     nodes: tuple[Node, ...]
     output: Ref
 
+    def encoded(self) -> dict[str, Any]:
+        return {
+            "batch": self.batch,
+            "nodes": [_encode_node(n) for n in self.nodes],
+            "output": _encode(self.output),
+        }
+
+    def same_as(self, other: Variant) -> bool:
+        """The same computation (NaN constants compare equal here, unlike in `==`)."""
+        return json.dumps(self.encoded(), sort_keys=True) == json.dumps(other.encoded(), sort_keys=True)
+
 
 @dataclass(frozen=True)
 class LossGraph:
@@ -120,14 +131,7 @@ class LossGraph:
             "version": VERSION,
             "contract": self.contract,
             "inputs": list(self.inputs),
-            "variants": [
-                {
-                    "batch": v.batch,
-                    "nodes": [_encode_node(n) for n in v.nodes],
-                    "output": _encode(v.output),
-                }
-                for v in self.variants
-            ],
+            "variants": [v.encoded() for v in self.variants],
         }
 
     def dumps(self) -> str:

@@ -257,6 +257,10 @@ def confine_child(limits: Limits, output_fd: int, result_fd: int, input_fd: int 
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    # A parent that ignores or blocks SIGXCPU (some CI runners do) would otherwise leave only the hard limit's
+    # SIGKILL, which cannot be told apart from the memory limit.
+    signal.signal(signal.SIGXCPU, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGXCPU})
     _drop_privileges()
     _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
     install_filter()

@@ -329,7 +329,7 @@ def trace_loss(function: Any, contract: Contract, rng: random.Random | None = No
             )
         if _first_failing_batch(many.variant, contract, (1,)) is not None:
             variants = (many.variant, trace_once(function, contract, 1, "one").variant)
-    if trace_once(function, contract, second, "many").variant != many.variant:
+    if not trace_once(function, contract, second, "many").variant.same_as(many.variant):
         raise TraceRejected(
             "stateful",
             "the loss computed a different graph on a second call: keep no state between calls (no mutable "

@@ -77,14 +77,18 @@ def _exited_before(pid: int, deadline: float) -> bool:
     return False
 
 
-def _describe_exit(status: int, limits: Limits) -> str:
+def _describe_exit(status: int, cpu_s: float, limits: Limits) -> str:
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
-        if sig in (signal.SIGXCPU, signal.SIGKILL):
+        # The first process of a PID namespace ignores SIGXCPU (the kernel spares a namespace's init every signal
+        # it has no handler for), so a CPU-bound child usually dies of the hard limit's SIGKILL instead.
+        if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu_s >= limits.cpu_s):
             return (
-                f"killed by {signal.Signals(sig).name}: the loss code used more than {limits.cpu_s} s of CPU "
-                "time or too much memory"
+                f"timeout: the loss code used more than {limits.cpu_s} s of CPU time and was killed "
+                f"({signal.Signals(sig).name}; an endless loop, or far too much work?)"
             )
+        if sig == signal.SIGKILL:
+            return "killed by SIGKILL: the loss code used too much memory"
         return f"the loss code crashed the sandbox child ({signal.Signals(sig).name})"
     return f"the sandbox child exited with code {os.WEXITSTATUS(status)} without a result"
 
@@ -124,11 +128,11 @@ def _collect(
     if problem is None and not _exited_before(pid, deadline):
         problem = f"timeout: the sandbox child did not exit within {limits.timeout_s:g} s and was killed"
     _kill(pid, group=True)
-    _, status = os.waitpid(pid, 0)
+    _, status, usage = os.wait4(pid, 0)
     _reap_strays(keep)
     reply = _parse_result(bytes(result)) if problem is None else None
     if reply is None:
-        reply = _failure(problem or _describe_exit(status, limits))
+        reply = _failure(problem or _describe_exit(status, usage.ru_utime + usage.ru_stime, limits))
     return reply, output[:KEPT_OUTPUT_CHARS].decode(errors="replace")
 
 

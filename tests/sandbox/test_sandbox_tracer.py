@@ -128,3 +128,10 @@ def test_state_kept_across_calls_is_refused():
 
     with pytest.raises(TraceRejected, match="different graph on a second call"):
         trace_loss(loss_fn, SEQUENCE)
+
+
+def test_a_nan_constant_is_the_same_graph_on_every_call():
+    """NaN != NaN in Python: two traces of one loss with a NaN constant are still the same computation, so the
+    loss reaches training (where the divergence guard records it) instead of being called stateful."""
+    graph = _trace("    return x * float('nan')\n")
+    assert torch.isnan(build_loss(graph)(*_batch(), 0.1)).all()

@@ -15,7 +15,7 @@ ATTACKS = [
     (
         "slow-graph",
         loss_source(
-            "    y = x.detach().reshape(1, -1).expand(4096, -1)\n    for i in range(450):\n"
+            "    y = x.detach().reshape(1, -1).expand(2 ** 18, -1)\n    for i in range(450):\n"
             "        y = (y * 1.0001).abs().sqrt().detach()\n"
             "    x = x + 0 * y.sum()\n"
         ),
