@@ -31,7 +31,7 @@ from evaluators.judge import (
     ERROR_OUTPUT,
     JudgeConfig,
     add_judge_arguments,
-    complete,
+    ask,
     judge_from_arguments,
     run_parallel,
 )
@@ -176,17 +176,17 @@ def run_judgments(
     lock, client = threading.Lock(), judge.client() if todo else None
 
     def grade(task: JudgeTask) -> dict:
-        judgment = complete(client, judge, judge_messages(task))
+        reply = ask(client, judge, judge_messages(task))
         row = {
             "question_id": task.question_id,
             "model": model_id,
             "judge": list(task.judge),
             "user_prompt": task.user_prompt,
-            "judgment": judgment,
-            "score": -1 if judgment == ERROR_OUTPUT else parse_rating(judgment),
+            "judgment": reply.text,
+            "score": -1 if reply.text == ERROR_OUTPUT else parse_rating(reply.text),
             "turn": task.turn,
             "tstamp": time.time(),
-        }
+        } | ({"error": reply.error} if reply.error else {})  # why the turn is unrated: every try's fault
         with lock, path.open("a") as out:  # appended at once: an interrupted run keeps what it paid for
             out.write(json.dumps(row) + "\n")
         return row
