@@ -2,8 +2,8 @@
 row with backoff, and a server that cannot be brought back makes the LLM proposer unavailable.
 
 The LLM proposer calls ``ensure_serving()`` before each request (and after a request that got no reply) and
-``served()`` after a reply; each restart and the final give-up are announced through ``notify`` (the terminal and
-``search.log``), the give-up with the last lines of the server's log."""
+``served()`` after a reply; each restart is announced through ``notify`` (the terminal and ``search.log``); the
+give-up is a ``ProposerUnavailable`` whose message ends with the last lines of the server's log."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from evo.llama_server import LlamaServer, LlamaServerError
 from evo.proposers.base import ProposerUnavailable
 
 
-def last_lines(text: str, n: int = 15) -> str:
+def last_lines(text: str, n: int = 10) -> str:
     return "\n".join(text.rstrip().splitlines()[-n:])
 
 
@@ -65,8 +65,7 @@ class ServerWatch:
             self.notify(f"llama.cpp server restarted (pid {self.server.pid}) at {self.server.base_url}")
             return
         self.failure = (
-            f"{died}, and it could not serve after {self.max_restarts} restarts in a row; "
+            f"the llama.cpp server cannot serve: {died} after {self.max_restarts} restarts in a row; "
             f"the last lines of its log ({self.server.log_path}):\n{last_lines(log_tail)}"
         )
-        self.notify(self.failure)
         raise ProposerUnavailable(self.failure)

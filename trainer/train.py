@@ -10,12 +10,12 @@ import argparse
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, TrainerCallback
 
 from trainer.config import PreferenceConfig
 from trainer.data import load_preference_dataset
@@ -96,8 +96,11 @@ def build_config(spec: TrainSpec) -> PreferenceConfig:
     )
 
 
-def run_training(spec: TrainSpec, loss: Callable | LossSpec | None = None) -> TrainResult:
-    """Train ``spec.loss`` (or the given callable/spec, e.g. a sandbox-compiled discovered loss)."""
+def run_training(
+    spec: TrainSpec, loss: Callable | LossSpec | None = None, callbacks: Sequence[TrainerCallback] = ()
+) -> TrainResult:
+    """Train ``spec.loss`` (or the given callable/spec, e.g. a sandbox-compiled discovered loss); ``callbacks``
+    join the trainer's (e.g. ``trainer.step_log.StepLogCallback`` for live curves)."""
     started = time.monotonic()
     _, dataset = load_preference_dataset(spec.data)
     model, tokenizer = load_policy(spec.model)
@@ -106,7 +109,7 @@ def run_training(spec: TrainSpec, loss: Callable | LossSpec | None = None) -> Tr
         ref_model = AutoModelForCausalLM.from_pretrained(resolve_model_path(spec.ref_model), dtype=model.dtype)
     trainer = PreferenceTrainer(
         model=model, ref_model=ref_model, args=build_config(spec), train_dataset=dataset,
-        processing_class=tokenizer, loss=loss,
+        processing_class=tokenizer, loss=loss, callbacks=list(callbacks),
     )
     output = trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
