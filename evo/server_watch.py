@@ -59,13 +59,13 @@ class ServerWatch:
             try:
                 self.server.start()
             except LlamaServerError as err:
-                died, log_tail = "the restarted llama.cpp server did not come up", str(err)
+                log_tail = str(err)
                 continue
             self.restarts += 1
             self.notify(f"llama.cpp server restarted (pid {self.server.pid}) at {self.server.base_url}")
             return
         self.failure = (
-            f"the llama.cpp server cannot serve: {died} after {self.max_restarts} restarts in a row; "
-            f"the last lines of its log ({self.server.log_path}):\n{last_lines(log_tail)}"
+            f"the llama.cpp server cannot serve: {died}, and {self.max_restarts} restarts in a row did not bring "
+            f"it back; the last lines of its log ({self.server.log_path}):\n{last_lines(log_tail)}"
         )
         raise ProposerUnavailable(self.failure)
