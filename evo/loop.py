@@ -112,6 +112,8 @@ class Search:
                 self._collect(block=True)
             if self.proposing_ended is not None:
                 break
+        while self.in_flight:  # the baselines of a run with no generation
+            self._collect(block=True)
         self.progress.stop()
 
     # ---- generation 0 and resume ----------------------------------------------------------------------------------
@@ -292,7 +294,7 @@ class Search:
         for candidate_id in self.in_flight:
             self._forward_steps(candidate_id)
         refs = [f.ref for f in self.in_flight.values()]
-        ready, _ = ray.wait(refs, num_returns=1, timeout=5.0 if block else 0)
+        ready, _ = ray.wait(refs, num_returns=1, timeout=1.0 if block else 0)  # a second: live curves, time limits
         by_ref = {f.ref: f for f in self.in_flight.values()}
         for ref in ready:
             flight = by_ref[ref]
