@@ -30,6 +30,7 @@ from rich.text import Text
 from evaluators.fitness import FitnessUnavailable
 from evo.circuit_breaker import CircuitOpen
 from evo.config import SearchConfig, load_config, save_config
+from evo.job import preflight
 from evo.leaderboard import leaderboard, render, run_notes
 from evo.loop import Search, build_proposers, init_ray
 
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     except CircuitOpen:  # recorded in the archive; shown under the leaderboard
         stopped = True
     except FitnessUnavailable as err:  # before any training: nothing to show but what is missing
-        console.print(Text(f"cannot run this search here: {err}"))
+        console.print(Text(f"cannot run this search here: {err}"), soft_wrap=True)
         return 2
     from evo.archive import Archive
 
@@ -119,12 +120,14 @@ def notifier(console: Console) -> Callable[[str], None]:
 
     def notify(message: str) -> None:
         log.warning(message)
-        console.print(Text(message))
+        console.print(Text(message), soft_wrap=True)
 
     return notify
 
 
 def run_search(config: SearchConfig, run_dir: Path, console: Console) -> None:
+    """Raises ``FitnessUnavailable`` before starting anything when the fitness cannot be computed here."""
+    preflight(config.fitness)
     with contextlib.ExitStack() as stack:
         base_url, watch = config.llm.base_url, None
         if config.proposers.llm and base_url is None:

@@ -84,7 +84,7 @@ def render(rows: list[Row], counts: dict[str, int], spend: dict, console: Consol
     console.print(f"status: {summary or 'no candidates'}")
     console.print(f"LLM: {spend['tokens_in']} tokens in, {spend['tokens_out']} out, ${spend['cost_usd']:.4f}")
     for note in notes:
-        console.print(Text(note))  # plain text: log lines may hold [brackets]
+        console.print(Text(note), soft_wrap=True)  # plain text (log lines may hold [brackets]), not wrapped
 
 
 def main(argv: list[str] | None = None) -> int:

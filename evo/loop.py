@@ -23,7 +23,7 @@ from evo.bandit import ProposerBandit, reward
 from evo.circuit_breaker import CircuitBreaker, CircuitOpen
 from evo.config import SearchConfig
 from evo.data_prep import TrainingData, prepare_data
-from evo.job import CandidateJob, JobResult, preflight, run_job
+from evo.job import CandidateJob, JobResult, run_job
 from evo.live_steps import STEP_LOG, StepTail
 from evo.progress import SearchProgress
 from evo.proposers.base import Proposal, Proposer, ProposerUnavailable, Unparseable
@@ -95,9 +95,7 @@ class Search:
 
     # ---- one run ------------------------------------------------------------------------------------------------
     def run(self) -> None:
-        """Raises ``CircuitOpen`` when the circuit breaker stops the run, ``FitnessUnavailable`` (before any
-        training) when the fitness cannot be computed here."""
-        preflight(self.config.fitness)
+        """Raises ``CircuitOpen`` when the circuit breaker stops the run."""
         self.data = prepare_data(self.config, self.run_dir)
         for key in (DISABLED_PROPOSERS, PROPOSING_ENDED, CIRCUIT_BREAKER):
             self.archive.set_meta(key, None)
