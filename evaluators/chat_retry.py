@@ -82,6 +82,14 @@ def chat_with_retries(
             return ChatResult(None, tokens_in, tokens_out, tuple(faults), faults[-1])
         if attempt + 1 < max_tries:
             delay = backoff_delay(attempt, rng)
-            log.warning("LLM call failed (%s), try %d/%d, retrying in %.1fs", faults[-1], attempt + 1, max_tries, delay)
+            log.warning(
+                "LLM call failed (%s), try %d/%d, retrying in %.1fs",
+                faults[-1],
+                attempt + 1,
+                max_tries,
+                delay,
+            )
             sleep(delay)
-    return ChatResult(None, tokens_in, tokens_out, tuple(faults), f"gave up after {max_tries} tries: {faults[-1]}")
+    return ChatResult(
+        None, tokens_in, tokens_out, tuple(faults), f"gave up after {max_tries} tries: {faults[-1]}"
+    )

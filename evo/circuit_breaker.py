@@ -35,7 +35,9 @@ class CircuitBreaker:
             self.error_class, self.streak = error_class, []
         self.streak.append(candidate_id)
         if self.limit and len(self.streak) >= self.limit:
-            first_line = (reason or "").strip().splitlines()[0].removeprefix(f"{error_class}: ") if reason else ""
+            first_line = (
+                (reason or "").strip().splitlines()[0].removeprefix(f"{error_class}: ") if reason else ""
+            )
             raise CircuitOpen(
                 f"{len(self.streak)} candidates in a row ({', '.join(map(str, self.streak))}) failed with "
                 f"{error_class}: {first_line[:300]}\nThat is a problem of the setup, not of the losses, so the run "

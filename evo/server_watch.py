@@ -54,7 +54,9 @@ class ServerWatch:
         while self.restarts_in_a_row < self.max_restarts:
             self.restarts_in_a_row += 1
             delay = self.backoff_s * 2 ** (self.restarts_in_a_row - 1)
-            self.notify(f"{died}; restarting it in {delay:.0f}s ({self.restarts_in_a_row}/{self.max_restarts})")
+            self.notify(
+                f"{died}; restarting it in {delay:.0f}s ({self.restarts_in_a_row}/{self.max_restarts})"
+            )
             self.sleep(delay)
             try:
                 self.server.start()

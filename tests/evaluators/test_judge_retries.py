@@ -20,11 +20,18 @@ RATINGS = {"ANSWER_SEVEN": 7, "ANSWER_FIVE": 5, "ANSWER_NINE": 9, "ANSWER_FOUR":
 
 
 def _completion(content: str) -> bytes:
-    return json.dumps({
-        "id": "scripted", "object": "chat.completion", "created": 0, "model": "scripted-judge",
-        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
-        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-    }).encode()
+    return json.dumps(
+        {
+            "id": "scripted",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "scripted-judge",
+            "choices": [
+                {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}
+            ],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        }
+    ).encode()
 
 
 BROKEN = {
@@ -77,28 +84,50 @@ def judge_server(request) -> Iterator[tuple[BrokenFirstJudge, str]]:
 
 
 def _spec(tmp_path: Path, shared_data: Path, base_url: str, max_retries: int) -> MTBenchSpec:
-    answers = {81: ["ANSWER_SEVEN", "ANSWER_FIVE"], 82: ["ANSWER_NINE", "ANSWER_FOUR"]}  # two writing questions
-    path = tmp_path / "model_answer" / "scripted.jsonl"  # answers on disk: no model is loaded, only the judge runs
+    answers = {
+        81: ["ANSWER_SEVEN", "ANSWER_FIVE"],
+        82: ["ANSWER_NINE", "ANSWER_FOUR"],
+    }  # two writing questions
+    path = (
+        tmp_path / "model_answer" / "scripted.jsonl"
+    )  # answers on disk: no model is loaded, only the judge runs
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(
-        json.dumps({"question_id": q, "answer_id": f"a{q}", "model_id": "scripted", "tstamp": 0.0,
-                    "choices": [{"index": 0, "turns": turns}]}) + "\n"
-        for q, turns in answers.items()
-    ))
+    path.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "question_id": q,
+                    "answer_id": f"a{q}",
+                    "model_id": "scripted",
+                    "tstamp": 0.0,
+                    "choices": [{"index": 0, "turns": turns}],
+                }
+            )
+            + "\n"
+            for q, turns in answers.items()
+        )
+    )
     data = shared_data / "mt_bench"
     return MTBenchSpec(
         judge=JudgeConfig(model="scripted-judge", base_url=base_url, max_retries=max_retries, parallel=4),
-        output_dir=str(tmp_path), model_id="scripted", question_file=str(data / "question.jsonl"),
+        output_dir=str(tmp_path),
+        model_id="scripted",
+        question_file=str(data / "question.jsonl"),
         judge_prompts=str(data / "judge_prompts.jsonl"),
-        reference_answers=str(data / "reference_answer" / "gpt-4.jsonl"), question_ids=(81, 82),
+        reference_answers=str(data / "reference_answer" / "gpt-4.jsonl"),
+        question_ids=(81, 82),
     )
 
 
 @pytest.mark.parametrize(
-    "judge_server", [["truncated", "empty_reply"], ["truncated", "empty_body"]], indirect=True,
+    "judge_server",
+    [["truncated", "empty_reply"], ["truncated", "empty_body"]],
+    indirect=True,
     ids=["truncated-then-empty-reply", "truncated-then-empty-body"],
 )
-def test_every_turn_gets_the_judges_rating_through_broken_replies(tmp_path, shared_data, judge_server, monkeypatch):
+def test_every_turn_gets_the_judges_rating_through_broken_replies(
+    tmp_path, shared_data, judge_server, monkeypatch
+):
     judge, base_url = judge_server
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     fitness = evaluate("unused-model", _spec(tmp_path, shared_data, base_url, max_retries=2))
@@ -117,7 +146,9 @@ def test_a_judge_that_never_answers_leaves_the_turn_unrated_with_the_reason(
 ):
     judge, base_url = judge_server
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    fitness = evaluate("unused-model", _spec(tmp_path, shared_data, base_url, max_retries=1))  # 2 tries: too few
+    fitness = evaluate(
+        "unused-model", _spec(tmp_path, shared_data, base_url, max_retries=1)
+    )  # 2 tries: too few
 
     assert fitness.n == 0 and fitness.details["n_errors"] == 4 and fitness.details["per_item"] == {}
     rows = [json.loads(line) for line in judgment_file(tmp_path, "scripted-judge").read_text().splitlines()]

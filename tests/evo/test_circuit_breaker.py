@@ -22,7 +22,9 @@ def test_a_series_of_one_infrastructure_error_opens_the_breaker():
     with pytest.raises(CircuitOpen) as opened:
         breaker.record(8, "failed", "OutOfMemoryError", "OutOfMemoryError: CUDA out of memory\nTraceback ...")
     assert opened.value.candidate_ids == (6, 7, 8)
-    assert str(opened.value).startswith("3 candidates in a row (6, 7, 8) failed with OutOfMemoryError: CUDA out of")
+    assert str(opened.value).startswith(
+        "3 candidates in a row (6, 7, 8) failed with OutOfMemoryError: CUDA out of"
+    )
     never = CircuitBreaker(limit=0)
     for cid in range(10):
         never.record(cid, "failed", "OSError", "OSError")
@@ -34,9 +36,16 @@ def test_the_bandit_rewards_a_failure_with_nothing():
 
 
 def test_repeated_failures_stop_the_run_which_resumes_after_the_fix(tmp_path, recipe):
-    missing = tmp_path / "no-such-heldout.jsonl"  # every candidate trains, then the proxy fitness cannot read this
-    config = recipe(preset="tiny", generations=1, population=3, proposers={"llm": False},
-                    fitness={"kind": "proxy", "proxy": {"data": str(missing)}})
+    missing = (
+        tmp_path / "no-such-heldout.jsonl"
+    )  # every candidate trains, then the proxy fitness cannot read this
+    config = recipe(
+        preset="tiny",
+        generations=1,
+        population=3,
+        proposers={"llm": False},
+        fitness={"kind": "proxy", "proxy": {"data": str(missing)}},
+    )
     run_dir = tmp_path / "run"
     proc = launch(["--config", str(config), "--run-dir", str(run_dir)], env={"COLUMNS": "300"})
     assert proc.returncode == 3, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -50,7 +59,9 @@ def test_repeated_failures_stop_the_run_which_resumes_after_the_fix(tmp_path, re
     assert "FileNotFoundError" in archive.get_meta("circuit_breaker")
     archive.close()
 
-    saved = yaml.safe_load((run_dir / "config.yaml").read_text())  # the fix: score on the run's own held-out pairs
+    saved = yaml.safe_load(
+        (run_dir / "config.yaml").read_text()
+    )  # the fix: score on the run's own held-out pairs
     saved["fitness"]["proxy"] = {}
     (run_dir / "config.yaml").write_text(yaml.safe_dump(saved))
     again = launch(["--resume", str(run_dir)], env={"COLUMNS": "300"})

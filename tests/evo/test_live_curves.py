@@ -17,7 +17,9 @@ def test_the_driver_hears_training_steps_while_the_candidate_trains(tmp_path):
     search = Search(config, tmp_path / "run", {"symbolic": SymbolicProposer(seed=0)})
     heard: list[tuple[float, str, list[dict]]] = []
     search.step_observers.append(
-        lambda candidate, rows: heard.append((time.monotonic(), search.archive.get(candidate.id).status, rows))
+        lambda candidate, rows: heard.append(
+            (time.monotonic(), search.archive.get(candidate.id).status, rows)
+        )
     )
     try:
         search.run()

@@ -14,15 +14,23 @@ WIDE = {"COLUMNS": "300"}  # rich wraps at the terminal width: keep each message
 
 def test_a_mixed_run_goes_on_with_the_symbolic_proposer_after_the_cap(tmp_path, recipe):
     with FakeLLM([], default=GARBAGE) as server:
-        config = recipe(preset="tiny", generations=1, population=3,
-                        llm={"base_url": server.base_url, "max_cost_usd": 0.001, **PRICES})
+        config = recipe(
+            preset="tiny",
+            generations=1,
+            population=3,
+            llm={"base_url": server.base_url, "max_cost_usd": 0.001, **PRICES},
+        )
         run_dir = tmp_path / "run"
         proc = launch(["--config", str(config), "--run-dir", str(run_dir)], env=WIDE)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert len(server.requests) == 1  # the first answer spent the budget
     rows = Archive(run_dir / "archive.sqlite").all()
     assert [(c.proposer, c.status) for c in rows] == [
-        ("baseline", "done"), ("llm", "unparseable"), ("symbolic", "done"), ("symbolic", "done")]
+        ("baseline", "done"),
+        ("llm", "unparseable"),
+        ("symbolic", "done"),
+        ("symbolic", "done"),
+    ]
     assert rows[1].llm_cost == 0.002
     assert "llm proposer disabled: the LLM budget of $0.0010 is spent ($0.0020)" in proc.stdout
     assert "proposing ended" not in proc.stdout
@@ -31,8 +39,13 @@ def test_a_mixed_run_goes_on_with_the_symbolic_proposer_after_the_cap(tmp_path, 
 def test_an_llm_only_run_ends_cleanly_and_its_resume_finishes_at_once(tmp_path, recipe):
     ended = "proposing ended: no proposer is left (llm: the LLM budget of $0.0030 is spent ($0.0040))"
     with FakeLLM([], default=GARBAGE) as server:
-        config = recipe(preset="tiny", generations=2, population=4, proposers={"symbolic": False},
-                        llm={"base_url": server.base_url, "max_cost_usd": 0.003, **PRICES})
+        config = recipe(
+            preset="tiny",
+            generations=2,
+            population=4,
+            proposers={"symbolic": False},
+            llm={"base_url": server.base_url, "max_cost_usd": 0.003, **PRICES},
+        )
         run_dir = tmp_path / "run"
         proc = launch(["--config", str(config), "--run-dir", str(run_dir)], env=WIDE)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -42,7 +55,10 @@ def test_an_llm_only_run_ends_cleanly_and_its_resume_finishes_at_once(tmp_path, 
         archive = Archive(run_dir / "archive.sqlite")
         rows = archive.all()
         assert [(c.proposer, c.status) for c in rows] == [
-            ("baseline", "done"), ("llm", "unparseable"), ("llm", "unparseable")]  # the baseline in flight finished
+            ("baseline", "done"),
+            ("llm", "unparseable"),
+            ("llm", "unparseable"),
+        ]  # the baseline in flight finished
         assert archive.get_meta("proposing_ended").startswith(ended)
         archive.close()
 

@@ -39,8 +39,19 @@ def _launch_and_kill_the_server(run_dir: Path, take_port: bool) -> tuple[int, st
     """Run the tiny search with the embedded server; SIGKILL the server as soon as it serves. The exit code, the
     terminal output and the killed pid."""
     env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1", "COLUMNS": "240"}
-    command = [sys.executable, "-m", "evo.launch", "--preset", "tiny", "--generations", "1", "--population", "2",
-               "--run-dir", str(run_dir)]
+    command = [
+        sys.executable,
+        "-m",
+        "evo.launch",
+        "--preset",
+        "tiny",
+        "--generations",
+        "1",
+        "--population",
+        "2",
+        "--run-dir",
+        str(run_dir),
+    ]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     lines, killed, blocker = [], None, None
     try:
@@ -84,8 +95,14 @@ def test_a_server_that_cannot_come_back_disables_the_llm_and_the_search_goes_on(
     assert "the llm proposer is disabled: the llama.cpp server cannot serve" in output
     archive = Archive(run_dir / "archive.sqlite")
     reason = archive.get_meta("disabled_proposers")["llm"]
-    assert f"(pid {killed}) died with exit code -9" in reason and "address already in use" in reason  # its log
+    assert (
+        f"(pid {killed}) died with exit code -9" in reason and "address already in use" in reason
+    )  # its log
     assert "llm proposer disabled: the llama.cpp server cannot serve" in output.split("Discovered losses")[1]
     rows = archive.all()
     assert not [c for c in rows if c.proposer == "llm"]  # no unparseable rows for a dead server
-    assert [(c.proposer, c.status) for c in rows] == [("baseline", "done"), ("symbolic", "done"), ("symbolic", "done")]
+    assert [(c.proposer, c.status) for c in rows] == [
+        ("baseline", "done"),
+        ("symbolic", "done"),
+        ("symbolic", "done"),
+    ]

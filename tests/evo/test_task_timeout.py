@@ -17,8 +17,13 @@ def test_a_hanging_candidate_is_cancelled_recorded_and_the_run_goes_on(tmp_path,
     hang.mkdir(parents=True)
     os.mkfifo(hang / "worker.pid")
     limit = 60  # the next candidate starts in a fresh worker (the hung one was killed): imports take a while
-    config = recipe(preset="tiny", generations=1, population=1, proposers={"llm": False},
-                    resources={"task_timeout_s": limit})
+    config = recipe(
+        preset="tiny",
+        generations=1,
+        population=1,
+        proposers={"llm": False},
+        resources={"task_timeout_s": limit},
+    )
     started = time.monotonic()
     proc = launch(["--config", str(config), "--run-dir", str(run_dir)], env={"COLUMNS": "300"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -28,4 +33,6 @@ def test_a_hanging_candidate_is_cancelled_recorded_and_the_run_goes_on(tmp_path,
     assert baseline.reason == f"exceeded the time limit of {limit}s"
     assert candidate.status == "done" and candidate.fitness is not None  # trained after the cancellation
     assert time.monotonic() - started < 600
-    assert f"candidate 1 (dpo): failed: exceeded the time limit of {limit}s" in proc.stderr  # the progress line
+    assert (
+        f"candidate 1 (dpo): failed: exceeded the time limit of {limit}s" in proc.stderr
+    )  # the progress line

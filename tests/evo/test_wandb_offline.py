@@ -34,19 +34,27 @@ def finished_runs(run_dir: Path, timeout_s: float = 60) -> list[LocalRun]:
 
 def _wandb_home(tmp_path) -> dict[str, str]:
     home = tmp_path / "wandb-home"
-    return {**{f"WANDB_{name}_DIR": str(home / name.lower()) for name in ("DATA", "CACHE", "CONFIG")},
-            "NETRC": str(tmp_path / "no-netrc"), "COLUMNS": "400"}
+    return {
+        **{f"WANDB_{name}_DIR": str(home / name.lower()) for name in ("DATA", "CACHE", "CONFIG")},
+        "NETRC": str(tmp_path / "no-netrc"),
+        "COLUMNS": "400",
+    }
 
 
 def test_no_key_logs_offline_into_the_run_folder_and_the_run_ends_normally(tmp_path):
     run_dir = tmp_path / "run"
-    proc = launch(["--preset", "tiny", "--generations", "1", "--population", "1", "--wandb", "--run-dir",
-                   str(run_dir)], env=_wandb_home(tmp_path), unset=KEY_SOURCES)
+    proc = launch(
+        ["--preset", "tiny", "--generations", "1", "--population", "1", "--wandb", "--run-dir", str(run_dir)],
+        env=_wandb_home(tmp_path),
+        unset=KEY_SOURCES,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (offline,) = finished_runs(run_dir)
     assert offline.folder.parent == run_dir / "wandb"
-    line = ("wandb: no W&B API key (set WANDB_API_KEY or run `wandb login`), so it logs offline to "
-            f"{offline.folder}; upload later with:  wandb sync {offline.folder}")
+    line = (
+        "wandb: no W&B API key (set WANDB_API_KEY or run `wandb login`), so it logs offline to "
+        f"{offline.folder}; upload later with:  wandb sync {offline.folder}"
+    )
     assert line in proc.stdout
     assert "Discovered losses" in proc.stdout and "Traceback" not in proc.stdout + proc.stderr
     archive = Archive(run_dir / "archive.sqlite")

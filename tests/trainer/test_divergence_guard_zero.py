@@ -65,8 +65,12 @@ print("REPORT " + json.dumps(report))
 def _train_under_zero2(tmp_path: Path, loss: str) -> dict:
     data = write_jsonl(tmp_path / "pairs.jsonl", preference_rows())
     proc = subprocess.run(
-        [sys.executable, "-c", CHILD, str(data), str(tmp_path / "out"), loss], capture_output=True, text=True,
-        timeout=900, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        [sys.executable, "-c", CHILD, str(data), str(tmp_path / "out"), loss],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("REPORT ")]
     assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-3000:]
