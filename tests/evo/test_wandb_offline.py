@@ -4,32 +4,16 @@ line with the ``wandb sync`` command, and ends normally; candidates' training cu
 from __future__ import annotations
 
 import socket
-import time
-from pathlib import Path
 
 import pytest
-from google.protobuf.message import DecodeError
 
 from evo.archive import Archive
 from evo.config import load_config
 from evo.tracking import WandbTracker, train_key
 from tests.evo.conftest import launch
-from tests.evo.test_tracking import LocalRun, local_runs
+from tests.evo.test_tracking import local_runs
 
 KEY_SOURCES = ("WANDB_API_KEY", "WANDB_MODE", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_BASE_URL")
-
-
-def finished_runs(run_dir: Path, timeout_s: float = 60) -> list[LocalRun]:
-    """The offline runs once wandb's writer has flushed them (an ``exit`` record): ``finish()`` may return first."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            runs = local_runs(run_dir)
-        except DecodeError:  # a record half-written
-            runs = []
-        if (runs and all(run.of("exit") for run in runs)) or time.monotonic() > deadline:
-            return local_runs(run_dir)
-        time.sleep(0.5)
 
 
 def _wandb_home(tmp_path) -> dict[str, str]:
@@ -49,7 +33,7 @@ def test_no_key_logs_offline_into_the_run_folder_and_the_run_ends_normally(tmp_p
         unset=KEY_SOURCES,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    (offline,) = finished_runs(run_dir)
+    (offline,) = local_runs(run_dir)
     assert offline.folder.parent == run_dir / "wandb"
     line = (
         "wandb: no W&B API key (set WANDB_API_KEY or run `wandb login`), so it logs offline to "
@@ -83,7 +67,7 @@ def test_an_unreachable_wandb_host_logs_offline(tmp_path, monkeypatch):
         assert tracker.run is not None and tracker.run.settings.mode == "offline"
     (line,) = said
     assert line.startswith("wandb: 127.0.0.1 cannot be reached (") and "wandb sync " in line
-    assert len(finished_runs(run_dir)) == 1
+    assert len(local_runs(run_dir)) == 1
 
 
 def test_live_steps_are_logged_once(tmp_path, monkeypatch):
@@ -103,7 +87,7 @@ def test_live_steps_are_logged_once(tmp_path, monkeypatch):
         tracker.on_result(archive.get(streamed))
         archive.update(replayed, status="done", fitness=0.4, metrics={"losses": [0.9, 0.8]})
         tracker.on_result(archive.get(replayed))
-    (run,) = finished_runs(run_dir)
+    (run,) = local_runs(run_dir)
     assert run.series("train/step", train_key(archive.get(streamed))) == [(1, 0.7), (2, 0.6), (3, 0.5)]
     assert run.series("train/step", train_key(archive.get(replayed))) == [(1, 0.9), (2, 0.8)]
 
