@@ -3,9 +3,11 @@
     python bench/sandbox_latency.py [--rounds 3] [--cold 5]
 
 Validates the reference losses (DPO, hinge, IPO and DiscoPOP's seven) `rounds` times through one warm
-`SandboxPool`, then `cold` times in a fresh interpreter that imports torch and runs the same checks (policy,
-gradient tests, fingerprint, canonical form) without isolation. Prints and writes
-bench/results/sandbox_latency.json. Targets: warm median <= 0.3 s and warm/cold median ratio <= 0.25.
+`SandboxPool` (per candidate: policy, a confined child that traces it, a second confined child that runs the
+gradient tests, fingerprint and canonical form on the graph), then `cold` times in a fresh interpreter that
+imports torch and runs the same steps without isolation. Prints and writes bench/results/sandbox_latency.json,
+with the machine's load average (other processes share the cores). Targets: warm median <= 0.3 s and
+warm/cold median ratio <= 0.25.
 """
 
 from __future__ import annotations
@@ -33,16 +35,20 @@ TARGET_RATIO = 0.25
 COLD_SCRIPT = """
 import sys
 sys.path.insert(0, {root!r})
-from sandbox.policy import check_policy
-from sandbox.compile import load_namespace
+from sandbox.contract import SEQUENCE
 from sandbox.gradient_tests import run_gradient_tests
+from sandbox.interpreter import build_loss
+from sandbox.namespace import load_namespace
 from sandbox.novelty import canonical_form, fingerprint
+from sandbox.policy import check_policy
+from sandbox.tracer import trace_loss
 source = sys.stdin.read()
 assert not check_policy(source)
-loss_fn = load_namespace(source)["loss_fn"]
+graph = trace_loss(load_namespace(source)["loss_fn"], SEQUENCE)
+loss_fn = build_loss(graph.dumps())
 assert run_gradient_tests(loss_fn).passed
 fingerprint(loss_fn)
-canonical_form(source)
+canonical_form(graph)
 """
 
 
@@ -52,18 +58,21 @@ def _summary(samples: list[float]) -> dict[str, float]:
     return {"n": len(ordered), "median_s": round(statistics.median(ordered), 4), "p95_s": round(p95, 4)}
 
 
-def measure_warm(rounds: int) -> tuple[dict[str, float], float]:
+def measure_warm(rounds: int) -> tuple[dict[str, float], dict[str, float], float, tuple[str, ...]]:
+    """(wall seconds, sandbox CPU seconds) per validation, pool start seconds, missing isolation."""
     started = time.perf_counter()
     with SandboxPool() as pool:
         start_s = time.perf_counter() - started
-        samples = []
+        missing = pool.isolation_missing
+        samples, cpu = [], []
         for _ in range(rounds):
             for name, source in ALL_LOSSES.items():
                 result = validate_source(source, pool=pool)
                 if not result.valid:
                     raise SystemExit(f"{name} failed validation: {result.error}")
                 samples.append(result.seconds)
-    return _summary(samples), round(start_s, 2)
+                cpu.append(result.cpu_seconds)
+    return _summary(samples), _summary(cpu), round(start_s, 2), missing
 
 
 def measure_cold(runs: int) -> dict[str, float]:
@@ -82,14 +91,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="passes over the reference losses (warm)")
     parser.add_argument("--cold", type=int, default=5, help="cold subprocess runs")
     args = parser.parse_args()
-    warm, start_s = measure_warm(args.rounds)
+    warm, warm_cpu, start_s, missing = measure_warm(args.rounds)
     cold = measure_cold(args.cold)
     ratio = round(warm["median_s"] / cold["median_s"], 4)
     report = {
         "warm_pool": warm,
+        "warm_pool_cpu_seconds": warm_cpu,
         "cold_subprocess": cold,
         "ratio_warm_to_cold_median": ratio,
         "pool_start_s": start_s,
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "isolation_missing": list(missing),
         "targets": {"median_s": TARGET_MEDIAN_S, "ratio": TARGET_RATIO},
         "meets_targets": warm["median_s"] <= TARGET_MEDIAN_S and ratio <= TARGET_RATIO,
         "machine": {

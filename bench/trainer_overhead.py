@@ -22,9 +22,8 @@ from datasets import Dataset
 from transformers import TrainerCallback
 from trl import DPOConfig, DPOTrainer
 
-from trainer.config import PreferenceConfig
 from trainer.models import load_policy
-from trainer.trainer import PreferenceTrainer
+from trainer.trainer import PreferenceConfig, PreferenceTrainer
 
 CANDIDATES = ["sigmoid", "hinge", "ipo", "discopop"]  # losses both trainers implement
 WORDS = "the river carries light stone and sand down to a quiet sea under old bridges".split()
@@ -60,20 +59,34 @@ class StepClock(TrainerCallback):
 
 def common(out: str, steps: int, batch: int) -> dict:
     return dict(
-        output_dir=out, max_steps=steps, per_device_train_batch_size=batch, learning_rate=1e-5, beta=0.1,
-        max_length=192, report_to="none", use_cpu=True, bf16=False, save_strategy="no", logging_steps=steps,
-        disable_tqdm=True, seed=0,
+        output_dir=out,
+        max_steps=steps,
+        per_device_train_batch_size=batch,
+        learning_rate=1e-5,
+        beta=0.1,
+        max_length=192,
+        report_to="none",
+        use_cpu=True,
+        bf16=False,
+        save_strategy="no",
+        logging_steps=steps,
+        disable_tqdm=True,
+        seed=0,
     )
 
 
-def run(kind: str, model_name: str, loss: str, data: Dataset, steps: int, batch: int, cache: str | None) -> tuple:
+def run(
+    kind: str, model_name: str, loss: str, data: Dataset, steps: int, batch: int, cache: str | None
+) -> tuple:
     model, tokenizer = load_policy(model_name)
     clock = StepClock()
     with tempfile.TemporaryDirectory() as out:
         started = time.perf_counter()
         if kind == "ours":
             args = PreferenceConfig(loss=loss, ref_cache_dir=cache, **common(out, steps, batch))
-            trainer = PreferenceTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
+            trainer = PreferenceTrainer(
+                model=model, args=args, train_dataset=data, processing_class=tokenizer
+            )
         else:
             args = DPOConfig(loss_type=[loss], **common(out, steps, batch))
             trainer = DPOTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)

@@ -32,9 +32,9 @@ import yaml
 
 from evaluators.cli import print_fitness
 from evaluators.fitness import Fitness, FitnessUnavailable
-from evaluators.generation import SamplingConfig, chat, load_model
 from evaluators.judge import JudgeConfig, add_judge_arguments, judge_from_arguments
 from evaluators.sources import ALPACA_EVAL_REFERENCE_OUTPUTS, fetch
+from trainer.generation import SamplingConfig, chat, load_model
 from trainer.models import cache_root
 
 ANNOTATOR_NAME = "evopo_judge"

@@ -7,8 +7,10 @@ judge on a loopback address (a local llama.cpp server) accepts any key, so none 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import random
+import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -22,6 +24,9 @@ from evaluators.chat_retry import chat_with_retries
 
 ERROR_OUTPUT = "$ERROR$"  # FastChat's marker for a judgment that failed after all retries
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+# FastChat's rating patterns (fastchat/llm_judge/common.py): "[[x]]", else "[x]".
+RATING = re.compile(r"\[\[(\d+\.?\d*)\]\]")
+RATING_BACKUP = re.compile(r"\[(\d+\.?\d*)\]")
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -86,6 +91,13 @@ def ask(client: openai.OpenAI, config: JudgeConfig, messages: list[dict[str, str
 def complete(client: openai.OpenAI, config: JudgeConfig, messages: list[dict[str, str]]) -> str:
     """The judge's reply text, or `ERROR_OUTPUT` when none came (see `ask`)."""
     return ask(client, config, messages).text
+
+
+def parse_rating(judgment: str) -> float:
+    """The rating in a judge's reply, read as FastChat reads it (the first ``[[x]]``, else the first ``[x]``),
+    or NaN, the one value for "no rating": a reply without one, or ``ERROR_OUTPUT``."""
+    match = RATING.search(judgment) or RATING_BACKUP.search(judgment)
+    return float(match.group(1)) if match else math.nan
 
 
 def run_parallel(

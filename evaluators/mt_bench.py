@@ -12,8 +12,8 @@ Score = mean rating over all graded turns without the unparseable ones (rating -
 from __future__ import annotations
 
 import argparse
-import ast
 import json
+import math
 import re
 import threading
 import time
@@ -33,6 +33,7 @@ from evaluators.judge import (
     add_judge_arguments,
     ask,
     judge_from_arguments,
+    parse_rating,
     run_parallel,
 )
 from evaluators.mt_bench_answers import generate_answers, load_jsonl_by_id
@@ -41,8 +42,7 @@ from trainer.models import cache_root
 
 # FastChat's fastchat/llm_judge/common.py.
 NEED_REF_CATS = ("math", "reasoning", "coding", "arena-hard-200")
-ONE_SCORE_PATTERN = re.compile(r"\[\[(\d+\.?\d*)\]\]")
-ONE_SCORE_PATTERN_BACKUP = re.compile(r"\[(\d+\.?\d*)\]")
+UNRATED = -1  # a judgment row's score when the judge gave no rating, as FastChat's files and show_result have it
 JUDGE_MAX_TOKENS = 2048
 
 
@@ -75,12 +75,6 @@ class JudgeTask:
     @property
     def key(self) -> tuple[int, int, str, str]:
         return (self.question_id, self.turn, *self.judge)
-
-
-def parse_rating(judgment: str) -> float:
-    """FastChat's rating parser: `[[x]]`, else `[x]`; -1 when neither is present."""
-    match = ONE_SCORE_PATTERN.search(judgment) or ONE_SCORE_PATTERN_BACKUP.search(judgment)
-    return ast.literal_eval(match.group(1)) if match else -1
 
 
 def load_judge_prompts(path: Path) -> dict[str, dict[str, Any]]:
@@ -177,13 +171,14 @@ def run_judgments(
 
     def grade(task: JudgeTask) -> dict:
         reply = ask(client, judge, judge_messages(task))
+        rating = parse_rating(reply.text)  # NaN for ERROR_OUTPUT too
         row = {
             "question_id": task.question_id,
             "model": model_id,
             "judge": list(task.judge),
             "user_prompt": task.user_prompt,
             "judgment": reply.text,
-            "score": -1 if reply.text == ERROR_OUTPUT else parse_rating(reply.text),
+            "score": UNRATED if math.isnan(rating) else rating,
             "turn": task.turn,
             "tstamp": time.time(),
         } | ({"error": reply.error} if reply.error else {})  # why the turn is unrated: every try's fault
@@ -200,8 +195,8 @@ def run_judgments(
 
 
 def score(rows: Sequence[Mapping[str, Any]], categories: Mapping[int, str]) -> Fitness:
-    """Mean rating over graded turns (rating -1 excluded), with per-turn/category means and failure counts."""
-    rated = [row for row in rows if row["score"] != -1]
+    """Mean rating over graded turns (`UNRATED` excluded), with per-turn/category means and failure counts."""
+    rated = [row for row in rows if row["score"] != UNRATED]
     mean, stderr = mean_stderr([float(row["score"]) for row in rated])
     by_turn, by_category = defaultdict(list), defaultdict(list)
     for row in rated:
@@ -213,7 +208,7 @@ def score(rows: Sequence[Mapping[str, Any]], categories: Mapping[int, str]) -> F
         "per_turn": {str(turn): sum(v) / len(v) for turn, v in sorted(by_turn.items())},
         "per_category": {category: sum(v) / len(v) for category, v in sorted(by_category.items())},
         "n_judgments": len(rows),
-        "n_unparseable": sum(row["score"] == -1 for row in rows) - errors,
+        "n_unparseable": sum(row["score"] == UNRATED for row in rows) - errors,
         "n_errors": errors,
     }
     return Fitness(mean, stderr, len(rated), details)

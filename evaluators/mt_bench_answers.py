@@ -16,7 +16,8 @@ from typing import Any
 
 import shortuuid
 
-from evaluators.generation import Messages, SamplingConfig, chat, load_model
+from trainer.chat import Messages
+from trainer.generation import SamplingConfig, chat, load_model
 
 # FastChat's fastchat/llm_judge/common.py (that module imports anthropic, so the values are restated here).
 TEMPERATURE_CONFIG = {

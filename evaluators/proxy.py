@@ -3,9 +3,9 @@
 For each pair, with summed completion log-probs of the policy (pc, pr) and of the reference model (rc, rr):
 reward margin = beta * ((pc - rc) - (pr - rr)). Score = preference accuracy (share of pairs with a positive
 margin) with its binomial standard error; details carry the mean reward margin and the drift of the chosen
-(and rejected) log-probs from the reference, whose fall signals likelihood displacement. Tokenization follows
-TRL's DPO trainer (chat template for conversational rows, EOS appended to plain-text completions). Reference
-log-probs are computed once per (reference, data file, settings) in a process and reused.
+(and rejected) log-probs from the reference, whose fall signals likelihood displacement. Log-probs come from
+`trainer.logprobs` (tokenized as TRL's DPO trainer does); the reference's are computed once per (reference, data
+file, settings) in a process and reused.
 
     python -m evaluators.proxy --model CHECKPOINT --data heldout_pairs.jsonl --output-dir DIR
 """
@@ -24,8 +24,9 @@ from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from evaluators.cli import print_fitness
 from evaluators.fitness import Fitness, mean_stderr, proportion_stderr
-from evaluators.generation import load_model
 from trainer.data import normalize_rows, read_rows
+from trainer.generation import load_model
+from trainer.logprobs import completion_logps
 from trainer.models import EMBEDDED
 
 
@@ -41,63 +42,18 @@ class ProxySpec:
     max_length: int = 512  # prompt + completion tokens; longer sequences keep their first tokens
 
 
-def _ids(tokenizer: Tokenizer, prompt: str | list, completion: str | list) -> tuple[list[int], list[int]]:
-    """(prompt ids, completion ids) as TRL's DPO trainer splits them."""
-    if isinstance(prompt, list):
-        prompt_ids = tokenizer.apply_chat_template(
-            prompt, add_generation_prompt=True, tokenize=True, return_dict=True
-        )["input_ids"]
-        full_ids = tokenizer.apply_chat_template(prompt + completion, tokenize=True, return_dict=True)[
-            "input_ids"
-        ]
-    else:
-        if not completion.endswith(tokenizer.eos_token):
-            completion += tokenizer.eos_token
-        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        full_ids = tokenizer(prompt + completion, add_special_tokens=False)["input_ids"]
-    shared = 0
-    while shared < min(len(prompt_ids), len(full_ids)) and prompt_ids[shared] == full_ids[shared]:
-        shared += 1
-    return full_ids[:shared], full_ids[shared:]
-
-
-@torch.inference_mode()
-def completion_logps(
-    model: PreTrainedModel, tokenizer: Tokenizer, pairs: Sequence[tuple], batch_size: int, max_length: int
-) -> torch.Tensor:
-    """Summed log-probs of each (prompt, completion)'s completion tokens, shape (len(pairs),)."""
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    totals = []
-    for start in range(0, len(pairs), batch_size):
-        encoded = [
-            _ids(tokenizer, prompt, completion) for prompt, completion in pairs[start : start + batch_size]
-        ]
-        sequences = [(p + c)[:max_length] for p, c in encoded]
-        width = max(len(s) for s in sequences)
-        input_ids = torch.full((len(sequences), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(sequences), width), dtype=torch.long)
-        labels = torch.zeros((len(sequences), width), dtype=torch.bool)
-        for row, ((prompt_ids, _), sequence) in enumerate(zip(encoded, sequences, strict=True)):
-            input_ids[row, : len(sequence)] = torch.tensor(sequence)
-            mask[row, : len(sequence)] = 1
-            labels[row, len(prompt_ids) : len(sequence)] = True
-        logits = model(input_ids=input_ids, attention_mask=mask).logits[:, :-1].float()
-        token_logps = torch.gather(logits.log_softmax(-1), 2, input_ids[:, 1:, None]).squeeze(2)
-        totals.append((token_logps * labels[:, 1:]).sum(-1))
-    return torch.cat(totals)
-
-
 def _pair_logps(
     model: PreTrainedModel, tokenizer: Tokenizer, rows: Sequence[dict], spec: ProxySpec
 ) -> torch.Tensor:
     """(n, 2) summed log-probs of the chosen and rejected completions."""
+    prompts = [r["prompt"] for r in rows]
     chosen = completion_logps(
-        model, tokenizer, [(r["prompt"], r["chosen"]) for r in rows], spec.batch_size, spec.max_length
+        model, tokenizer, prompts, [r["chosen"] for r in rows], spec.batch_size, spec.max_length, "chosen"
     )
     rejected = completion_logps(
-        model, tokenizer, [(r["prompt"], r["rejected"]) for r in rows], spec.batch_size, spec.max_length
+        model, tokenizer, prompts, [r["rejected"] for r in rows], spec.batch_size, spec.max_length, "rejected"
     )
-    return torch.stack([chosen, rejected], dim=1)
+    return torch.stack([torch.tensor(chosen), torch.tensor(rejected)], dim=1)
 
 
 def load_pairs(spec: ProxySpec) -> list[dict]:

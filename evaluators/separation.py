@@ -3,7 +3,8 @@
     python -m evaluators.separation --output bench/results/verifiable_separation.json
 
 Steps, each timed: build the training pairs from the untrained policy (cached), score the untrained policy on
-the held-out prompts, train DPO (sigmoid loss) on the pairs with the default budget, score the trained policy.
+the held-out prompts, train DPO (sigmoid loss) on the pairs with ``SEPARATION_TRAINING``, score the trained
+policy. The training flags are ``trainer.config.TrainingConfig``'s, defaulting to ``SEPARATION_TRAINING``.
 The report holds both fitnesses, the difference with its unpaired standard error sqrt(se_a^2 + se_b^2) and its
 paired standard error (same prompts for both), the number of standard errors each amounts to, per-family pass
 rates and the timings. Requirement: delta >= 3 standard errors.
@@ -19,7 +20,7 @@ import platform
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,19 +29,13 @@ import torch
 from evaluators.fitness import Fitness, paired_delta
 from evaluators.verifiable import VerifiableSpec, evaluate
 from evaluators.verifiable_data import PairBuildConfig, build_pairs
-from trainer.models import EMBEDDED
+from trainer.arguments import add_arguments, from_arguments
+from trainer.config import LAUNCH_FIELDS, TrainingConfig, TrainRun
 
-
-@dataclass(frozen=True)
-class TrainBudget:
-    """The default DPO budget the requirement is measured on."""
-
-    loss: str = "sigmoid"
-    beta: float = 0.1
-    learning_rate: float = 2e-5
-    batch_size: int = 8
-    epochs: float = 3.0
-    max_length: int = 192
+# Deliberately not the default search's training: the requirement is measured with DESIGN.md's probe setting,
+# 3 epochs at lr 2e-5 (bench/results/verifiable_separation.json), where the search trains 1 epoch at 5e-5 to fit
+# its time budget. Everything else (DPO, beta 0.1, batch 8, max length 192, ...) is the default training.
+SEPARATION_TRAINING = replace(TrainingConfig(), learning_rate=2e-5, num_train_epochs=3.0)
 
 
 def _timed(function, *args: Any) -> tuple[Any, float]:
@@ -72,24 +67,18 @@ def separation(trained: Fitness, untrained: Fitness) -> dict[str, float]:
     }
 
 
-def measure(pairs_config: PairBuildConfig, spec: VerifiableSpec, budget: TrainBudget, work_dir: Path) -> dict:
-    from trainer.train import TrainSpec, run_training
+def measure(
+    pairs_config: PairBuildConfig, spec: VerifiableSpec, training: TrainingConfig, work_dir: Path
+) -> dict:
+    """Pairs from ``pairs_config.model``, which ``training`` trains (their models must agree)."""
+    from trainer.train import run_training
 
+    if training.model != pairs_config.model:
+        raise ValueError(f"pairs sampled from {pairs_config.model} cannot train {training.model}")
     pairs, build_seconds = _timed(build_pairs, pairs_config)
     untrained, untrained_seconds = _timed(evaluate, pairs_config.model, spec)
-    train_spec = TrainSpec(
-        model=pairs_config.model,
-        data=str(pairs.train_path),
-        output_dir=str(work_dir / "dpo"),
-        loss=budget.loss,
-        beta=budget.beta,
-        learning_rate=budget.learning_rate,
-        batch_size=budget.batch_size,
-        num_train_epochs=budget.epochs,
-        max_length=budget.max_length,
-        seed=pairs_config.seed,
-    )
-    result, train_seconds = _timed(run_training, train_spec)
+    run = TrainRun(data=str(pairs.train_path), output_dir=str(work_dir / "dpo"))
+    result, train_seconds = _timed(run_training, training, run)
     trained, trained_seconds = _timed(evaluate, result.output_dir, spec)
     return {
         "requirement": "DPO raises the held-out pass rate by >= 3 standard errors over the untrained policy",
@@ -101,7 +90,7 @@ def measure(pairs_config: PairBuildConfig, spec: VerifiableSpec, budget: TrainBu
             for key in ("n_prompts", "n_train_pairs", "n_proxy_pairs", "pairs_per_family", "sample_pass_rate")
         },
         "training": {"steps": result.steps, "first_loss": result.first_loss, "last_loss": result.last_loss},
-        "config": {"pairs": asdict(pairs_config), "heldout": asdict(spec), "train": asdict(budget)},
+        "config": {"pairs": asdict(pairs_config), "heldout": asdict(spec), "train": asdict(training)},
         "seconds": {
             "build_pairs": build_seconds,  # about 0 when the pairs came from the cache
             "sampling_when_built": pairs.stats["sampling_seconds"],
@@ -126,21 +115,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--output", type=Path, default=Path("bench/results/verifiable_separation.json"))
-    parser.add_argument("--model", default=EMBEDDED)
     parser.add_argument(
         "--work-dir", type=Path, default=None, help="where the DPO checkpoint goes (default: temp)"
     )
     parser.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
     )
-    parser.add_argument("--epochs", type=float, default=TrainBudget.epochs)
+    add_arguments(parser, SEPARATION_TRAINING, omit=LAUNCH_FIELDS, title="training")
     args = parser.parse_args(argv)
+    training = from_arguments(SEPARATION_TRAINING, args)
     if args.threads:
         torch.set_num_threads(args.threads)
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="separation-"))
-    report = measure(
-        PairBuildConfig(model=args.model), VerifiableSpec(), TrainBudget(epochs=args.epochs), work_dir
-    )
+    pairs = PairBuildConfig(model=training.model, seed=training.seed)
+    report = measure(pairs, VerifiableSpec(), training, work_dir)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     sep = report["separation"]

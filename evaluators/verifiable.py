@@ -24,10 +24,10 @@ from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from evaluators.cli import print_fitness
 from evaluators.fitness import Fitness, proportion_stderr
-from evaluators.generation import SamplingConfig, chat, load_model
 from evaluators.verifiable_data import PairBuildConfig, build_pairs
 from evaluators.verifiable_families import DEFAULT_FAMILIES, FAMILIES
 from evaluators.verifiable_prompts import Prompt, make_prompts, topics
+from trainer.generation import SamplingConfig, chat, load_model
 
 
 @dataclass(frozen=True)

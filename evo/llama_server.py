@@ -15,7 +15,6 @@ import atexit
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+
+from trainer.processes import die_with_parent, free_port
 
 
 @dataclass(frozen=True)
@@ -41,22 +42,6 @@ class LlamaServerConfig:
     stop_timeout_s: float = 10.0
     log_path: Path | None = None  # default: a temporary file, kept for inspection
     extra_args: tuple[str, ...] = field(default_factory=tuple)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: ask Linux to SIGTERM it when the launcher dies, even by SIGKILL."""
-    import ctypes
-    import signal
-
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class LlamaServerError(RuntimeError):
@@ -128,7 +113,7 @@ class LlamaServer:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         atexit.register(self.stop)
         try:

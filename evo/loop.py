@@ -28,7 +28,8 @@ from evo.live_steps import STEP_LOG, StepTail
 from evo.progress import SearchProgress
 from evo.proposers.base import Proposal, Proposer, ProposerUnavailable, Unparseable
 from evo.proposers.symbolic import SymbolicProposer
-from evo.server_watch import ServerWatch
+from evo.proposers.server_watch import ServerWatch
+from evo.status import Status
 from sandbox.executor import SandboxPool
 from sandbox.validate import ValidationResult, validate_source
 from trainer.losses import get_loss_spec
@@ -123,8 +124,8 @@ class Search:
             loss = baseline_loss(name)
             if loss is None:
                 cid = self.archive.add(
-                    0, "baseline", "training", name=name, thought=f"baseline: the {name} procedure",
-                    metrics={"pipeline": name},
+                    0, "baseline", Status.TRAINING, name=name, thought=f"baseline: the {name} procedure",
+                    pipeline=name,
                 )
                 self._submit(self.archive.get(cid))
                 continue
@@ -134,16 +135,16 @@ class Search:
                 verdict = validate_source(spec.source, entry=loss, pool=self.pool)
                 fingerprint, canonical = verdict.fingerprint, verdict.canonical_form
             cid = self.archive.add(
-                0, "baseline", "training", name=name, loss=loss, code=spec.source, thought=f"baseline: {loss}",
+                0, "baseline", Status.TRAINING, name=name, loss=loss, code=spec.source, thought=f"baseline: {loss}",
                 fingerprint=fingerprint, canonical=canonical,
             )
             self._submit(self.archive.get(cid))
 
     def _resume_interrupted(self) -> None:
-        for candidate in self.archive.by_status("training"):
+        for candidate in self.archive.by_status(Status.TRAINING):
             log.info("rescheduling candidate %d (%s), in flight when the run stopped", candidate.id, candidate.name)
             self._submit(candidate)
-        for candidate in self.archive.by_status("proposed"):
+        for candidate in self.archive.by_status(Status.PROPOSED):
             log.info("re-validating candidate %d (%s), proposed when the run stopped", candidate.id, candidate.name)
             proposal = Proposal(candidate.name, candidate.code, candidate.thought, tuple(candidate.parent_ids),
                                 candidate.expression)
@@ -186,7 +187,7 @@ class Search:
         usage = proposal.usage
         if isinstance(proposal, Unparseable):
             cid = self.archive.add(
-                generation, arm, "unparseable", reason=proposal.reason,
+                generation, arm, Status.UNPARSEABLE, reason=proposal.reason,
                 metrics={"raw_reply": proposal.raw[:4000], "llm_faults": list(usage.faults)},
                 llm_tokens_in=usage.tokens_in, llm_tokens_out=usage.tokens_out, llm_cost=usage.cost_usd,
                 timings={"propose_s": time.monotonic() - started},
@@ -196,7 +197,7 @@ class Search:
             self._finalized(cid)
             return
         cid = self.archive.add(
-            generation, arm, "proposed", name=proposal.name, thought=proposal.thought, code=proposal.code,
+            generation, arm, Status.PROPOSED, name=proposal.name, thought=proposal.thought, code=proposal.code,
             parent_ids=list(proposal.parent_ids), expression=proposal.expression, llm_tokens_in=usage.tokens_in,
             metrics={"llm_faults": list(usage.faults)} if usage.faults else {},
             llm_tokens_out=usage.tokens_out, llm_cost=usage.cost_usd, timings={"propose_s": time.monotonic() - started},
@@ -231,7 +232,7 @@ class Search:
             self.archive.update(cid, code=fixed.code, thought=fixed.thought, repair_round=repair_round, **spent)
             verdict = validate_source(proposal.code, pool=self.pool)
         if not verdict.valid:
-            self.archive.update(cid, status="invalid", reason=f"[{verdict.stage}] {verdict.error}")
+            self.archive.update(cid, status=Status.INVALID, reason=f"[{verdict.stage}] {verdict.error}")
             self.bandit.update(arm, 0.0)
             self.progress.event(f"candidate {cid}: invalid ({verdict.stage})")
             self._finalized(cid)
@@ -239,7 +240,7 @@ class Search:
         original = self.archive.original_with(verdict.fingerprint, verdict.canonical_form)
         if original is not None:
             self.archive.update(
-                cid, status="duplicate", duplicate_of=original.id, fingerprint=verdict.fingerprint,
+                cid, status=Status.DUPLICATE, duplicate_of=original.id, fingerprint=verdict.fingerprint,
                 canonical=verdict.canonical_form, reason=f"behaves like candidate {original.id} ({original.name})",
             )
             self.bandit.update(arm, 0.0)
@@ -247,8 +248,8 @@ class Search:
             self._finalized(cid)
             return
         self.archive.update(
-            cid, status="training", fingerprint=verdict.fingerprint, canonical=verdict.canonical_form,
-            metrics={**self.archive.get(cid).metrics, "best_before": best_before},
+            cid, status=Status.TRAINING, fingerprint=verdict.fingerprint, canonical=verdict.canonical_form,
+            best_before=best_before,
         )
         self._submit(self.archive.get(cid))
 
@@ -267,7 +268,7 @@ class Search:
             fitness=self.config.fitness,
             code=None if candidate.loss else candidate.code,
             loss=candidate.loss,
-            pipeline=candidate.metrics.get("pipeline"),
+            pipeline=candidate.pipeline,
             ref_cache_dir=str(cache_root() / "refcache"),
         )
         resources = self.config.resources
@@ -301,16 +302,26 @@ class Search:
             try:
                 result: JobResult = ray.get(ref)
             except Exception as err:  # the worker died twice, or the task was cancelled
-                result = JobResult(flight.candidate_id, "failed", f"worker lost: {type(err).__name__}: {err}"[:800],
-                                   error_class=type(err).__name__)
+                result = JobResult(
+                    flight.candidate_id,
+                    Status.FAILED,
+                    f"worker lost: {type(err).__name__}: {err}"[:800],
+                    error_class=type(err).__name__,
+                )
             self._record(result)
         limit = self.config.resources.task_timeout_s
         for flight in list(self.in_flight.values()):
             if time.monotonic() - flight.started > limit:
                 ray.cancel(flight.ref, force=True)
                 del self.in_flight[flight.candidate_id]
-                self._record(JobResult(flight.candidate_id, "failed", f"exceeded the time limit of {limit:.0f}s",
-                                       error_class="TaskTimeout"))
+                self._record(
+                    JobResult(
+                        flight.candidate_id,
+                        Status.FAILED,
+                        f"exceeded the time limit of {limit:.0f}s",
+                        error_class="TaskTimeout",
+                    )
+                )
 
     def _record(self, result: JobResult) -> None:
         candidate = self.archive.get(result.candidate_id)
@@ -321,7 +332,7 @@ class Search:
         )
         if candidate.proposer in self.proposers:
             self.bandit.update(
-                candidate.proposer, reward(result.status, result.fitness, candidate.metrics.get("best_before"))
+                candidate.proposer, reward(result.status, result.fitness, candidate.best_before)
             )
         self.progress.result(self.archive, candidate, result)
         self._finalized(result.candidate_id)
@@ -329,7 +340,9 @@ class Search:
             self.breaker.record(result.candidate_id, result.status, result.error_class, result.reason)
         except CircuitOpen as err:
             for candidate_id in err.candidate_ids:  # not the losses' fault: trained again on --resume
-                self.archive.update(candidate_id, status="training", reason=f"stopped by the circuit breaker: {err}")
+                self.archive.update(
+                    candidate_id, status=Status.TRAINING, reason=f"stopped by the circuit breaker: {err}"
+                )
             self.archive.set_meta(CIRCUIT_BREAKER, str(err))
             raise
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 
 from rich.console import Console
-from rich.status import Status
+from rich.status import Status as Spinner
 
 from evo.archive import Archive, Candidate
 from evo.config import SearchConfig
+from evo.status import Status
 
 log = logging.getLogger("evo")
 
@@ -17,7 +18,7 @@ class SearchProgress:
     def __init__(self, config: SearchConfig, console: Console | None = None) -> None:
         self.config = config
         self.console = console or Console(stderr=True)
-        self._status: Status | None = None
+        self._status: Spinner | None = None
         self.best: tuple[float, str] | None = None
         self.spend = 0.0
         self.disabled: dict[str, str] = {}  # proposer -> why it can no longer propose
@@ -45,7 +46,7 @@ class SearchProgress:
 
     def result(self, archive: Archive, candidate: Candidate, result) -> None:
         self.spend = archive.llm_spend()["cost_usd"]
-        if result.status == "done":
+        if result.status == Status.DONE:
             if self.best is None or result.fitness > self.best[0]:
                 self.best = (result.fitness, candidate.name)
             self.event(f"candidate {candidate.id} ({candidate.name}): fitness {result.fitness:.4f} +- {result.stderr:.4f}")

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from evo.archive import FINAL, STATUSES, Archive, Candidate
+from evo.archive import Archive, Candidate
 from evo.config import SearchConfig, load_config
-from evo.leaderboard import REFERENCE_BASELINE, Row, leaderboard
+from evo.ranking import Row, dpo_baseline, leaderboard
 from evo.report_plots import (
     SHAPE_CORE,
     SHAPE_SPAN,
@@ -28,6 +28,7 @@ from evo.report_plots import (
     status_png,
     training_png,
 )
+from evo.status import FINAL, Status
 
 SHAPES_TOP = 5  # losses drawn next to DPO
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -63,7 +64,7 @@ def generation_stats(candidates: Sequence[Candidate]) -> list[GenerationStats]:
     best_so_far: float | None = None
     for generation in sorted({c.generation for c in candidates}):
         members = [c for c in candidates if c.generation == generation]
-        scores = [c.fitness for c in members if c.status == "done" and c.fitness is not None]
+        scores = [c.fitness for c in members if c.status == Status.DONE and c.fitness is not None]
         best = max(scores) if scores else None
         if best is not None and (best_so_far is None or best > best_so_far):
             best_so_far = best
@@ -132,7 +133,7 @@ def _generations(stats: Sequence[GenerationStats]) -> str:
 
 
 def _statuses(counts: dict[str, int], spend: dict) -> str:
-    rows = [[_status(s), str(counts[s])] for s in STATUSES if counts.get(s)]
+    rows = [[_status(s), str(counts[s])] for s in Status if counts.get(s)]
     rows.append(["all", str(sum(counts.values()))])
     spent = (f'<p class="note">LLM: {spend["tokens_in"]} tokens in, {spend["tokens_out"]} out, '
              f'${spend["cost_usd"]:.4f}</p>')
@@ -140,7 +141,7 @@ def _statuses(counts: dict[str, int], spend: dict) -> str:
 
 
 def _not_trained(candidates: Sequence[Candidate]) -> str:
-    rejected = [c for c in candidates if c.status in FINAL and c.status != "done"]
+    rejected = [c for c in candidates if c.status in FINAL and c.status != Status.DONE]
     if not rejected:
         return ""
     rows = []
@@ -168,9 +169,8 @@ def render_report(archive: Archive, config: SearchConfig, title: str, top: int |
     by_id = {c.id: c for c in candidates}
     rows, counts = leaderboard(archive, top)
     spend = archive.llm_spend()
-    reference = next((c for c in candidates if c.generation == 0 and c.name == REFERENCE_BASELINE
-                      and c.status == "done"), None)
-    done = [c for c in candidates if c.status == "done" and c.fitness is not None]
+    reference = dpo_baseline(candidates)
+    done = [c for c in candidates if c.status == Status.DONE and c.fitness is not None]
     best = [by_id[r.id] for r in rows if reference is None or r.id != reference.id][:SHAPES_TOP]
     beta = config.training.beta
     curves, errors = shapes(best, beta)

@@ -17,9 +17,10 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from evo.archive import STATUSES, Candidate
-from sandbox.compile import compile_loss
+from evo.archive import Candidate
+from evo.status import Status
 from trainer.losses import get_loss_spec
+from trainer.losses.discovered import candidate_loss
 
 SHAPE_SPAN = 4.0  # the margin grid covers beta * x in [-SHAPE_SPAN, SHAPE_SPAN]
 SHAPE_POINTS = 401
@@ -27,8 +28,8 @@ SHAPE_CORE = 1.0  # the y range shows DPO whole and every loss over beta * x in 
 DPO_LOSS = "sigmoid"
 _PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 STATUS_COLOURS = {
-    "proposed": "#9e9e9e", "unparseable": "#8d6e63", "invalid": "#e53935", "duplicate": "#fb8c00",
-    "training": "#1e88e5", "done": "#43a047", "failed": "#6d4c41",
+    Status.PROPOSED: "#9e9e9e", Status.UNPARSEABLE: "#8d6e63", Status.INVALID: "#e53935", Status.DUPLICATE: "#fb8c00",
+    Status.TRAINING: "#1e88e5", Status.DONE: "#43a047", Status.FAILED: "#6d4c41",
 }
 
 
@@ -65,11 +66,12 @@ def loss_shape(fn: Callable[..., torch.Tensor], margins: torch.Tensor, beta: flo
     return finite(values), finite(slopes)
 
 
-def candidate_loss(candidate: Candidate) -> Callable[..., torch.Tensor]:
+def sequence_loss(candidate: Candidate) -> Callable[..., torch.Tensor]:
     """The callable of a candidate: its registry loss (baselines) or its code compiled by the sandbox."""
     if candidate.loss is None:
-        return compile_loss(candidate.code)
-    spec = get_loss_spec(candidate.loss)
+        spec = candidate_loss(candidate.name, candidate.code)
+    else:
+        spec = get_loss_spec(candidate.loss)
     if spec.level != "sequence":
         raise ValueError(f"{candidate.loss} is a token-level loss: it has no shape over the sequence margin")
     return spec.build()
@@ -83,7 +85,7 @@ def shapes(candidates: Sequence[Candidate], beta: float) -> tuple[list[Shape], d
     for c in candidates:
         label = f"#{c.id} {c.name}"
         try:
-            out.append(Shape(label, margins.numpy(), *loss_shape(candidate_loss(c), margins, beta)))
+            out.append(Shape(label, margins.numpy(), *loss_shape(sequence_loss(c), margins, beta)))
         except Exception as err:  # archived code is untrusted: a loss that breaks here is reported, not fatal
             errors[label] = f"{type(err).__name__}: {err}"[:300]
     return out, errors
@@ -193,7 +195,7 @@ def training_png(candidates: Sequence[Candidate]) -> str:
 
 
 def status_png(counts: Mapping[str, int]) -> str:
-    present = [s for s in STATUSES if counts.get(s)]
+    present = [s for s in Status if counts.get(s)]
     fig = Figure(figsize=(8, 1.0 + 0.4 * max(1, len(present))))
     ax = fig.subplots()
     if not present:

@@ -26,19 +26,20 @@ from rich.console import Console
 from rich.table import Table
 
 from evo.archive import Archive, Candidate
-from evo.config import SearchConfig, TrainingConfig, load_config, save_config, to_dict
+from evo.config import SearchConfig, load_config, save_config, to_dict
 from evo.data_prep import prepare_data
 from evo.job import CandidateJob, score
 from evo.retrain_store import RetrainRecord, RetrainStore
-from trainer.deepspeed.launch import LaunchPlan, candidate_loss, launch_plan, train_distributed
+from evo.status import TRAINED, Status
+from trainer.config import TrainingConfig, TrainRun
+from trainer.deepspeed.launch import LaunchPlan, launch_plan, train_distributed
+from trainer.losses.discovered import candidate_loss
 from trainer.models import cache_root
-from trainer.train import TrainResult, TrainSpec, run_training
+from trainer.train import TrainResult, run_training
 from trainer.trainer import CandidateDiverged
 
 log = logging.getLogger("evo.retrain")
 
-TRAINED = ("training", "done", "failed")  # statuses whose code passed the sandbox
-LAUNCH_ONLY_FIELDS = ("deepspeed",)  # TrainingConfig fields that choose how training is launched, not TrainSpec
 
 
 def select_candidate(archive: Archive, rank: int | None = None, candidate_id: int | None = None) -> Candidate:
@@ -60,76 +61,99 @@ def select_candidate(archive: Archive, rank: int | None = None, candidate_id: in
             f"candidate {candidate.id} ({candidate.name}) is {candidate.status}: only candidates whose code passed "
             f"the sandbox ({', '.join(TRAINED)}) can be retrained"
         )
-    if candidate.metrics.get("pipeline"):
+    if candidate.pipeline:
         raise ValueError(
-            f"candidate {candidate.id} is the {candidate.metrics['pipeline']} procedure baseline, not a loss: run "
+            f"candidate {candidate.id} is the {candidate.pipeline} procedure baseline, not a loss: run "
             "that procedure with its trainer.pipelines command"
         )
     return candidate
 
 
-def train_spec(
-    training: TrainingConfig, data: str, output_dir: str, *, loss: str, ref_cache_dir: str | None,
-    report_to: str = "none", run_name: str | None = None,
-) -> TrainSpec:
-    """Every ``training`` field except the launch-only ones, by name, plus where the data and checkpoint are."""
-    settings = {f.name: getattr(training, f.name) for f in dataclasses.fields(training)}
-    for name in LAUNCH_ONLY_FIELDS:
-        settings.pop(name)
-    return TrainSpec(
-        data=data, output_dir=output_dir, loss=loss, ref_cache_dir=ref_cache_dir, report_to=report_to,
-        run_name=run_name, **settings,
-    )
+def candidate_training(candidate: Candidate, training: TrainingConfig) -> TrainingConfig:
+    """The recipe's training with the candidate's loss: a baseline's registry loss, or (for a discovered loss,
+    whose compiled code is passed to the trainer) the recipe's own."""
+    return training.with_loss(candidate.loss) if candidate.loss else training
 
 
-def _train(candidate: Candidate, spec: TrainSpec, plan: LaunchPlan, work_dir: Path) -> TrainResult:
+def _train(
+    candidate: Candidate, training: TrainingConfig, run: TrainRun, plan: LaunchPlan, work_dir: Path
+) -> TrainResult:
     code = None if candidate.loss else candidate.code
     if plan.backend == "accelerate":
-        return train_distributed(spec, work_dir, num_processes=plan.num_processes, deepspeed=plan.deepspeed,
-                                 code=code, name=candidate.name)
-    return run_training(spec, loss=candidate_loss(candidate.name, code))
+        return train_distributed(
+            training,
+            run,
+            work_dir,
+            num_processes=plan.num_processes,
+            deepspeed=plan.deepspeed,
+            code=code,
+            name=candidate.name,
+        )
+    return run_training(training, run, loss=candidate_loss(candidate.name, code))
 
 
 def _evaluations(model_dir: str, job: CandidateJob, names: tuple[str, ...]) -> dict:
     """Fitness JSON of each extra evaluator, with the options of ``fitness.<name>``."""
     return {
-        name: score(model_dir, dataclasses.replace(job, fitness=dataclasses.replace(job.fitness, kind=name))).to_json()
+        name: score(
+            model_dir, dataclasses.replace(job, fitness=dataclasses.replace(job.fitness, kind=name))
+        ).to_json()
         for name in names
         if name != job.fitness.kind
     }
 
 
-def retrain(candidate: Candidate, config: SearchConfig, recipe: str, output_dir: Path, gpus: int) -> RetrainRecord:
+def retrain(
+    candidate: Candidate, config: SearchConfig, recipe: str, output_dir: Path, gpus: int
+) -> RetrainRecord:
     """Train and evaluate one candidate with one recipe; failures come back as a ``failed`` record."""
     started = time.monotonic()
     plan = launch_plan(config.training.deepspeed, gpus)
     if plan.note:
         log.warning(plan.note)
     record = RetrainRecord(
-        candidate_id=candidate.id, recipe=recipe, status="done", fitness_kind=config.fitness.kind,
-        output_dir=str(output_dir), launch=plan.to_json(), config=to_dict(config),
+        candidate_id=candidate.id,
+        recipe=recipe,
+        status=Status.DONE,
+        fitness_kind=config.fitness.kind,
+        output_dir=str(output_dir),
+        launch=plan.to_json(),
+        config=to_dict(config),
     )
     timings: dict[str, float] = {}
     try:
         data = prepare_data(config, output_dir)
         timings["data_s"] = time.monotonic() - started
         model_dir = output_dir / "model"
-        spec = train_spec(
-            config.training, str(data.train_path), str(model_dir), loss=candidate.loss or "sigmoid",
-            ref_cache_dir=str(cache_root() / "refcache"), report_to="wandb" if config.wandb else "none",
+        run = TrainRun(
+            data=str(data.train_path),
+            output_dir=str(model_dir),
+            ref_cache_dir=str(cache_root() / "refcache"),
+            report_to="wandb" if config.wandb else "none",
             run_name=f"retrain-{candidate.id}-{candidate.name}-{recipe}",
         )
         trained_at = time.monotonic()
-        trained = _train(candidate, spec, plan, output_dir)
+        trained = _train(candidate, candidate_training(candidate, config.training), run, plan, output_dir)
         timings["train_s"] = time.monotonic() - trained_at
-        record = dataclasses.replace(record, train={
-            "loss": trained.metrics.get("loss"), "steps": trained.steps, "first_loss": trained.first_loss,
-            "last_loss": trained.last_loss,
-        })
+        record = dataclasses.replace(
+            record,
+            train={
+                "loss": trained.metrics.get("loss"),
+                "steps": trained.steps,
+                "first_loss": trained.first_loss,
+                "last_loss": trained.last_loss,
+            },
+        )
         job = CandidateJob(
-            candidate_id=candidate.id, name=candidate.name, work_dir=str(output_dir), train_path=str(data.train_path),
-            heldout_path=str(data.heldout_path) if data.heldout_path else None, training=config.training,
-            fitness=config.fitness, code=None if candidate.loss else candidate.code, loss=candidate.loss,
+            candidate_id=candidate.id,
+            name=candidate.name,
+            work_dir=str(output_dir),
+            train_path=str(data.train_path),
+            heldout_path=str(data.heldout_path) if data.heldout_path else None,
+            training=config.training,
+            fitness=config.fitness,
+            code=None if candidate.loss else candidate.code,
+            loss=candidate.loss,
             keep_model=True,
         )
         scored_at = time.monotonic()
@@ -137,13 +161,22 @@ def retrain(candidate: Candidate, config: SearchConfig, recipe: str, output_dir:
         evaluations = _evaluations(str(model_dir), job, config.retrain.evaluators)
         timings["eval_s"] = time.monotonic() - scored_at
     except Exception as err:  # recorded, like a failed candidate in the search
-        reason = f"training diverged: {err}" if isinstance(err, CandidateDiverged) else f"{type(err).__name__}: {err}"
+        reason = (
+            f"training diverged: {err}"
+            if isinstance(err, CandidateDiverged)
+            else f"{type(err).__name__}: {err}"
+        )
         log.exception("retraining candidate %d failed", candidate.id)
         timings["total_s"] = time.monotonic() - started
-        return dataclasses.replace(record, status="failed", reason=reason[:2000], timings=timings)
+        return dataclasses.replace(record, status=Status.FAILED, reason=reason[:2000], timings=timings)
     timings["total_s"] = time.monotonic() - started
     return dataclasses.replace(
-        record, fitness=fitness.score, stderr=fitness.stderr, n=fitness.n, evaluations=evaluations, timings=timings,
+        record,
+        fitness=fitness.score,
+        stderr=fitness.stderr,
+        n=fitness.n,
+        evaluations=evaluations,
+        timings=timings,
     )
 
 
@@ -151,13 +184,17 @@ def render(candidate: Candidate, record: RetrainRecord, console: Console) -> Non
     table = Table(title=f"candidate {candidate.id} ({candidate.name}): search scale vs {record.recipe}")
     for column in ("evaluator", "search", "retrain"):
         table.add_column(column)
-    search = f"{candidate.fitness:.4f} +- {candidate.stderr or 0.0:.4f}" if candidate.fitness is not None else "-"
-    retrained = f"{record.fitness:.4f} +- {record.stderr:.4f} (n={record.n})" if record.fitness is not None else "-"
+    search = (
+        f"{candidate.fitness:.4f} +- {candidate.stderr or 0.0:.4f}" if candidate.fitness is not None else "-"
+    )
+    retrained = (
+        f"{record.fitness:.4f} +- {record.stderr:.4f} (n={record.n})" if record.fitness is not None else "-"
+    )
     table.add_row(record.fitness_kind, search, retrained)
     for name, result in record.evaluations.items():
         table.add_row(name, "-", f"{result['score']:.4f} +- {result['stderr']:.4f} (n={result['n']})")
     console.print(table)
-    if record.status == "failed":
+    if record.status == Status.FAILED:
         console.print(f"[red]retraining failed[/red]: {record.reason}")
     console.print(f"checkpoint and logs: {record.output_dir}")
 
@@ -194,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     output_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, output_dir / "config.yaml")
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         handlers=[logging.FileHandler(output_dir / "retrain.log")],
     )
     console = Console()
@@ -204,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     store.add(record)
     store.close()
     render(candidate, record, console)
-    return 0 if record.status == "done" else 1
+    return 0 if record.status == Status.DONE else 1
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from evo.status import Status
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS retrains (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -37,14 +39,14 @@ CREATE INDEX IF NOT EXISTS retrains_by_candidate ON retrains(candidate_id);
 """
 
 _JSON = ("evaluations", "launch", "train", "timings", "config")
-STATUSES = ("done", "failed")
+STATUSES = (Status.DONE, Status.FAILED)
 
 
 @dataclass(frozen=True)
 class RetrainRecord:
     candidate_id: int
     recipe: str  # the recipe file's stem, e.g. "zephyr-7b-gemma-full"
-    status: str  # "done" | "failed"
+    status: Status  # DONE | FAILED
     reason: str | None = None
     fitness_kind: str = ""  # the recipe's fitness.kind
     fitness: float | None = None
@@ -78,7 +80,7 @@ class RetrainStore:
 
     def add(self, record: RetrainRecord) -> int:
         if record.status not in STATUSES:
-            raise ValueError(f"unknown retrain status {record.status!r}; expected one of {STATUSES}")
+            raise ValueError(f"unknown retrain status {record.status!r}; expected one of {', '.join(STATUSES)}")
         row = {k: getattr(record, k) for k in _COLUMNS if k != "id"}
         row["created_at"] = time.time()
         for key in _JSON:
@@ -94,6 +96,7 @@ class RetrainStore:
             data = dict(row)
             for key in _JSON:
                 data[key] = json.loads(data[key])
+            data["status"] = Status(data["status"])
             out.append(RetrainRecord(**data))
         return out
 

@@ -39,10 +39,11 @@ from urllib.parse import urlparse
 
 import wandb
 
-from evo.archive import FINAL, Archive, Candidate
+from evo.archive import Archive, Candidate
 from evo.config import SearchConfig, to_dict
-from evo.leaderboard import leaderboard
+from evo.ranking import leaderboard
 from evo.report import generation_stats
+from evo.status import FINAL, Status
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +224,7 @@ class WandbTracker:
             "search/generation": current.generation, "search/llm_cost": self.archive.llm_spend()["cost_usd"],
             **{f"status/{status}": n for status, n in self.counts.items()},
         }
-        if current.status == "done" and current.fitness is not None:
+        if current.status == Status.DONE and current.fitness is not None:
             point["search/fitness"] = current.fitness
         if self.best is not None:
             point["search/best_fitness"] = self.best
@@ -236,7 +237,7 @@ class WandbTracker:
 
     def _count(self, candidate: Candidate) -> None:
         self.counts[candidate.status] += 1
-        if candidate.status == "done" and candidate.fitness is not None:
+        if candidate.status == Status.DONE and candidate.fitness is not None:
             self.best = candidate.fitness if self.best is None else max(self.best, candidate.fitness)
 
     def _save_state(self) -> None:

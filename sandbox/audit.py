@@ -1,22 +1,17 @@
-"""Audit-hook defences: which runtime events candidate code may never cause, and two ways to enforce that.
+"""Audit-hook defence in depth for sandbox children: runtime events candidate code may never cause.
 
-- `install_strict_hook()`: in a sandbox child, refuse the events for the rest of the process's life.
-- `guarded()`: in a trainer, refuse them only while a compiled candidate runs (one process-wide hook,
-  installed once, consults a context variable, because audit hooks cannot be removed).
-
-Reading Python module files and listing directories stay allowed so torch's lazy imports keep working; every
-other file open, every write, socket, process, signal, environment change, ctypes call and gc traversal is
-refused.
+`install_strict_hook()` refuses them for the rest of the child's life (audit hooks cannot be removed). The
+boundary is the child's confinement (`sandbox.isolation`); this hook only makes most attempts fail early
+with a clear category. Reading Python module files and listing directories stay allowed so torch's lazy
+imports keep working; every other file open, every write, socket, process, signal, environment change,
+ctypes call and gc traversal is refused.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import os
 import sys
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable
 
 _REFUSED_PREFIXES = tuple(
     (
@@ -58,41 +53,17 @@ def _open_refusal(args: tuple) -> str | None:
     return f"sandbox refused opening {path!r}: loss code may not read files"
 
 
-def _strict_hook(event: str, args: tuple) -> None:
-    reason = refusal(event, args)
-    if reason is not None:
-        raise SandboxRefusal(reason)
+def _strict_hook(rules: Callable[[str, tuple], str | None]) -> Callable[[str, tuple], None]:
+    def hook(event: str, args: tuple) -> None:
+        reason = rules(event, args)
+        if reason is not None:
+            raise SandboxRefusal(reason)
+
+    return hook
 
 
 def install_strict_hook() -> None:
-    """Refuse the events for the rest of this process (sandbox children only: it cannot be undone)."""
-    sys.addaudithook(_strict_hook)
+    """Refuse the events for the rest of this process (sandbox children only: it cannot be undone).
 
-
-_GUARD: contextvars.ContextVar[bool] = contextvars.ContextVar("sandbox_guard", default=False)
-_INSTALL_LOCK = threading.Lock()
-_installed = False
-
-
-def _guard_hook(event: str, args: tuple) -> None:
-    if _GUARD.get():
-        _strict_hook(event, args)
-
-
-def _install_guard_hook() -> None:
-    global _installed
-    with _INSTALL_LOCK:
-        if not _installed:
-            sys.addaudithook(_guard_hook)
-            _installed = True
-
-
-@contextlib.contextmanager
-def guarded() -> Iterator[None]:
-    """Refuse the events in this thread/context while the block runs."""
-    _install_guard_hook()
-    token = _GUARD.set(True)
-    try:
-        yield
-    finally:
-        _GUARD.reset(token)
+    The rules are bound now, so rebinding `sandbox.audit.refusal` later does not change the hook."""
+    sys.addaudithook(_strict_hook(refusal))

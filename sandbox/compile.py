@@ -1,82 +1,48 @@
-"""Turn validated loss source into a callable with restricted globals.
+"""`compile_loss(source)`: a loss callable for source code, built without running the source here.
 
-`load_namespace` executes the module code with only torch, F, math and the safe builtins in scope (imports are
-limited to those modules). `compile_loss` is what a trainer uses: it checks the policy, loads the code and
-returns a function that runs the candidate under the audit guard (no file, network or process events).
+Kept for the callers that still hold source instead of a stored graph (report plots, retrain, the
+distributed worker): the source is policy-checked, traced in a sandbox child (through one process-wide
+`SandboxPool`, started on first use) and the callable is rebuilt from the graph by the trusted interpreter.
+New code should store `ValidationResult.graph` and call `sandbox.build_loss(graph)` instead.
 """
 
 from __future__ import annotations
 
-import builtins
-import functools
-import math
-from collections.abc import Callable
-from typing import Any
+import atexit
+import threading
 
-import torch
-import torch.nn.functional as F
-
-from sandbox.allowlist import IMPORTABLE_MODULES, MODULE_ATTRS, SAFE_BUILTINS
-from sandbox.audit import guarded
+from sandbox.executor import SandboxPool
+from sandbox.interpreter import GraphLoss, build_loss
 from sandbox.policy import PolicyError, check_policy
 
-CANDIDATE_FILENAME = "<candidate>"
+_LOCK = threading.Lock()
+_pool: SandboxPool | None = None
 
 
-def _safe_import(
-    name: str, globals_: Any = None, locals_: Any = None, fromlist: Any = (), level: int = 0
-) -> Any:
-    """`__import__` for candidate code: torch, torch.nn.functional and math only."""
-    if level != 0:
-        raise ImportError("relative imports are not allowed")
-    if name in IMPORTABLE_MODULES:
-        kind = IMPORTABLE_MODULES[name]
-        for item in fromlist or ():
-            if item not in MODULE_ATTRS[kind]:
-                raise ImportError(f"'from {name} import {item}' is not allowed")
-        return builtins.__import__(name, None, None, fromlist, 0)
-    if name == "torch.nn" and tuple(fromlist or ()) == ("functional",):
-        return torch.nn
-    raise ImportError(f"import of '{name}' is not allowed")
+class LossRejected(ValueError):
+    """The source passed the policy but could not be traced into a graph (the message says why)."""
 
 
-def restricted_globals() -> dict[str, Any]:
-    """Fresh globals for candidate code: torch, F, math, safe builtins and the restricted importer."""
-    safe = {name: getattr(builtins, name) for name in SAFE_BUILTINS}
-    safe["__import__"] = _safe_import
-    return {"__builtins__": safe, "__name__": "candidate", "torch": torch, "F": F, "math": math}
+def shared_pool() -> SandboxPool:
+    """The process-wide pool `compile_loss` uses (started on first use, closed at exit)."""
+    global _pool
+    with _LOCK:
+        if _pool is None:
+            _pool = SandboxPool().start()
+            atexit.register(_pool.close)
+        return _pool
 
 
-def load_namespace(source: str, *, restricted: bool = True) -> dict[str, Any]:
-    """Execute `source` as a module and return its namespace.
+def compile_loss(source: str, entry: str = "loss_fn", pool: SandboxPool | None = None) -> GraphLoss:
+    """Policy-check and trace `source` in the sandbox and return the loss rebuilt from its graph.
 
-    Untrusted source must have passed `check_policy` first. `restricted=False` gives full builtins; only the
-    sandbox's own tests use it, to prove the executor's defences hold when the policy is bypassed.
-    """
-    namespace = restricted_globals()
-    if not restricted:
-        namespace["__builtins__"] = builtins
-    exec(compile(source, CANDIDATE_FILENAME, "exec"), namespace)
-    return namespace
-
-
-def compile_loss(source: str, entry: str = "loss_fn") -> Callable[..., torch.Tensor]:
-    """Policy-check `source` and return its `entry` function, guarded for use inside a trainer.
-
-    Raises `PolicyError` when the source breaks the policy and `ValueError` when `entry` is not a function.
+    Raises `PolicyError` when the source breaks the policy and `LossRejected` when it cannot be traced.
+    The gradient tests are not run: validate with `validate_source` for a verdict.
     """
     violations = check_policy(source, entry=entry)
     if violations:
         raise PolicyError(violations)
-    with guarded():
-        namespace = load_namespace(source)
-    function = namespace.get(entry)
-    if not callable(function):
-        raise ValueError(f"'{entry}' is not a function")
-
-    @functools.wraps(function)
-    def guarded_loss(*args: Any, **kwargs: Any) -> torch.Tensor:
-        with guarded():
-            return function(*args, **kwargs)
-
-    return guarded_loss
+    result = (pool or shared_pool()).trace(source, entry)
+    if result.graph is None:
+        raise LossRejected(f"[{result.stage}] {result.error}")
+    return build_loss(result.graph)

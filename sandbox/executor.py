@@ -1,13 +1,17 @@
 """Parent side of the sandbox: warm zygote processes and the pool that runs candidates in them.
 
-`SandboxPool.execute(source)` sends policy-checked source to a zygote, which forks a confined child for it
-(see `sandbox.zygote`). Whatever the candidate does, the caller gets an `ExecutionResult`, never an exception:
-a zygote that dies or stops answering is killed with everything it started and restarted for the next call.
+`SandboxPool.execute(source)` sends policy-checked source to a zygote, which forks confined children for it
+(see `sandbox.zygote`): one traces it into a graph, another tests the graph. Whatever the candidate does, the
+caller gets an `ExecutionResult`, never an exception: a zygote that dies or stops answering is killed with
+everything it started and restarted for the next call. `SandboxPool.isolation` says which isolation
+properties the machine gave the children; a missing one is logged as a warning when a zygote starts and is
+carried by every result (`ExecutionResult.isolation_missing`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
 import select
@@ -21,12 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from sandbox.isolation import Limits, process_table, scrubbed_env
+from sandbox.isolation import PROPERTIES, Limits, process_table, scrubbed_env
 
 START_TIMEOUT_S = 180.0
 REPLY_GRACE_S = 15.0
 _ROOT = str(Path(__file__).resolve().parent.parent)
 _BOOT = f"import sys; sys.path.insert(0, {_ROOT!r}); from sandbox.zygote import main; main()"
+log = logging.getLogger("sandbox")
 
 
 @dataclass(frozen=True)
@@ -34,16 +39,19 @@ class ExecutionResult:
     """What happened to one candidate in the sandbox."""
 
     valid: bool
-    stage: str | None  # None when valid, else "execution" or "gradient_tests"
+    stage: str | None  # None when valid, else "execution", "trace" or "gradient_tests"
     error: str | None
     fingerprint: str | None = None
     canonical_form: str | None = None
+    graph: dict[str, Any] | None = None  # the traced graph (sandbox.graph format) whenever tracing succeeded
     output: str = ""  # the start of what the candidate printed
     details: dict[str, Any] = field(default_factory=dict)  # probe facts (SandboxPool.probe only)
+    isolation_missing: tuple[str, ...] = ()  # isolation properties the children did not get
+    cpu_seconds: float = 0.0  # CPU time the zygote and its children spent on the request
 
     @classmethod
-    def failure(cls, error: str) -> ExecutionResult:
-        return cls(valid=False, stage="execution", error=error)
+    def failure(cls, error: str, isolation_missing: tuple[str, ...] = ()) -> ExecutionResult:
+        return cls(valid=False, stage="execution", error=error, isolation_missing=isolation_missing)
 
 
 class ZygoteError(RuntimeError):
@@ -63,6 +71,7 @@ class Zygote:
         self._home: str | None = None
         self._buffer = b""
         self.isolation: dict[str, bool] = {}
+        self.probe: dict[str, Any] = {}
 
     @property
     def pid(self) -> int | None:
@@ -76,12 +85,12 @@ class Zygote:
         """Launch the zygote and wait until it is warm (raises ZygoteError when it cannot start)."""
         self.close()
         self._home = tempfile.mkdtemp(prefix="sandbox-zygote-")
-        with open(os.path.join(self._home, "zygote.log"), "wb") as log:
+        with open(os.path.join(self._home, "zygote.log"), "wb") as zygote_log:
             self._proc = subprocess.Popen(
                 [sys.executable, "-I", "-B", "-c", _BOOT],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
-                stderr=log,
+                stderr=zygote_log,
                 env=scrubbed_env(self._home),
                 cwd=self._home,
                 start_new_session=True,
@@ -90,7 +99,15 @@ class Zygote:
         if not hello.get("ready"):
             self.close()
             raise ZygoteError(f"unexpected zygote greeting: {hello!r}")
-        self.isolation = dict(hello["isolation"])
+        self.isolation = {name: bool(hello["isolation"].get(name)) for name in PROPERTIES}
+        self.probe = dict(hello.get("probe") or {})
+        missing = [name for name, obtained in self.isolation.items() if not obtained]
+        if missing:
+            log.warning(
+                "sandbox children run WITHOUT %s on this machine (not root and no user namespaces, or an "
+                "unsupported kernel): validation is weaker than designed",
+                ", ".join(missing),
+            )
 
     def request(self, message: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         """Send one request and wait for its reply (raises ZygoteError)."""
@@ -193,44 +210,62 @@ class SandboxPool:
 
     @property
     def isolation(self) -> dict[str, bool]:
-        """Which OS defences the zygotes obtained (network namespace, read-only file system, subreaper)."""
-        return dict(self._zygotes[0].isolation)
+        """Which isolation properties (`sandbox.isolation.PROPERTIES`) a probed child had; all False until a
+        zygote has started."""
+        zygote = next((z for z in self._zygotes if z.isolation), None)
+        return dict(zygote.isolation) if zygote else dict.fromkeys(PROPERTIES, False)
+
+    @property
+    def isolation_missing(self) -> tuple[str, ...]:
+        """The isolation properties the children do not have on this machine (recorded with every result)."""
+        return tuple(name for name, obtained in self.isolation.items() if not obtained)
 
     @property
     def zygote_pids(self) -> list[int]:
         return [z.pid for z in self._zygotes if z.pid is not None]
 
-    def execute(self, source: str, entry: str = "loss_fn") -> ExecutionResult:
-        """Run policy-checked source in a fresh child (restricted globals): gradient tests, novelty keys."""
-        return self._run({"mode": "validate", "source": source, "entry": entry})
+    def execute(self, source: str, entry: str = "loss_fn", contract: str = "sequence") -> ExecutionResult:
+        """Trace policy-checked source in one child (restricted globals), test its graph in another."""
+        return self._run({"mode": "validate", "source": source, "entry": entry, "contract": contract}, 2)
+
+    def trace(self, source: str, entry: str = "loss_fn", contract: str = "sequence") -> ExecutionResult:
+        """Only trace policy-checked source: `graph` is set when it traced (no gradient tests)."""
+        return self._run({"mode": "trace", "source": source, "entry": entry, "contract": contract}, 1)
 
     def run_unchecked(self, source: str, entry: str = "loss_fn") -> ExecutionResult:
-        """Run source with full builtins and no policy check: only for tests of the executor's defences."""
-        return self._run({"mode": "unchecked", "source": source, "entry": entry})
+        """Trace and test source with full builtins and no policy check: only for tests of the sandbox's own
+        defences."""
+        return self._run({"mode": "unchecked", "source": source, "entry": entry}, 2)
 
     def probe(self) -> dict[str, Any]:
-        """What a sandbox child sees of its confinement (environment, limits, namespaces, open files)."""
-        return self._run({"mode": "probe"}).details
+        """What a sandbox child sees of its confinement and what it may do (see `sandbox.child.probe`)."""
+        return self._run({"mode": "probe"}, 1).details
 
-    def _run(self, message: dict[str, Any]) -> ExecutionResult:
+    def _run(self, message: dict[str, Any], children: int) -> ExecutionResult:
         zygote = self._idle.get()
         try:
             if not zygote.alive:
                 zygote.start()
-            reply = zygote.request(
-                {**message, "limits": self.limits.to_json()}, self.limits.timeout_s + REPLY_GRACE_S
-            )
+            wait_s = children * self.limits.timeout_s + REPLY_GRACE_S
+            reply = zygote.request({**message, "limits": self.limits.to_json()}, wait_s)
         except (ZygoteError, OSError) as exc:
+            log.warning("sandbox zygote failed (%s); restarting it", exc)
             zygote.close()
-            return ExecutionResult.failure(f"the sandbox worker failed and will be restarted: {exc}")
+            return ExecutionResult.failure(
+                "the sandbox worker failed and will be restarted", self.isolation_missing
+            )
         finally:
             self._idle.put(zygote)
+        graph = reply.get("graph")
         return ExecutionResult(
             valid=bool(reply.get("valid")),
             stage=reply.get("stage"),
             error=reply.get("error"),
             fingerprint=reply.get("fingerprint"),
             canonical_form=reply.get("canonical_form"),
+            graph=graph if isinstance(graph, dict) else None,
             output=reply.get("output", ""),
             details=reply.get("details", {}),
+            isolation_missing=tuple(n for n, ok in zygote.isolation.items() if not ok),
+            cpu_seconds=float(reply.get("cpu_seconds") or 0.0),
         )

@@ -1,52 +1,100 @@
-"""The unit tests every sequence-level candidate loss must pass before it may reach a trainer.
+"""The gradient unit tests every loss must pass, on inputs a loss cannot recognise.
 
-Inputs are deterministic: random-looking log-probs, hard cases (large magnitudes, ties, a batch of one) and
-bfloat16. Checks: a tensor of shape (batch,), finite values, finite not-all-zero gradients for the policy
-log-probs, the direction test (on average over typical and large margins, descending the loss raises the
-chosen log-prob and lowers the rejected one) and a loss that is not constant in its inputs. Each failure is
-one short line written for an LLM to act on.
+Each run draws fresh inputs (seeded from os.urandom unless a seed is given): for every case a random batch
+size in the case's range, a random beta, and log-probs like those of training (negative summed log-probs of
+completions, policy = reference shifted per example, margins beta*x spread around a random small mean, never
+all zero except in the tie cases). Cases cover float32 (the training dtype), bfloat16 and float64, large
+magnitudes, a large batch, ties and a batch of one (the direction is checked where the batch averages it:
+float32 and float64 batches of 8 or more; bfloat16 resolves summed log-probs too coarsely for it). Checks: output shape (batch,), floating dtype, a
+gradient, finite values and gradients, not all gradients zero, the direction (summed dL/d(policy_chosen) < 0
+and dL/d(policy_rejected) > 0) and not constant across cases.
 
-Two cases check less than everything, on purpose. At ties (every margin exactly zero, as at the first step
-of training) only values and gradients must be finite and non-zero: DiscoPOP's LRML and AQL have a small
-wrong-way bump at margin zero and are still good losses. A batch of one checks structure only (a (1,) tensor
-with a gradient): a standard deviation over one example is undefined, and DiscoPOP's AQFL and DBAQL are NaN
-there.
+In the sandbox these run on the loss rebuilt from its traced graph, never on the candidate's Python.
 """
 
 from __future__ import annotations
 
+import os
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-DEFAULT_BETA = 0.1
 MAX_REPORTED_FAILURES = 3
 LossFn = Callable[..., object]
 
 
 @dataclass(frozen=True)
 class Case:
-    """One input set (margins beta*x in [-spread, spread], log-probs of a given scale) and its checks."""
+    """One kind of input: batch sizes, dtype, spread of the scaled margins beta*x (0: ties), reference
+    log-prob magnitudes, beta range, and which checks apply."""
 
     name: str
-    batch: int
+    batches: tuple[int, int]
     dtype: torch.dtype
     spread: float
-    scale: float
-    seed: int
+    scale: tuple[float, float]
+    betas: tuple[float, float] = (0.05, 0.5)
     values: bool = True  # finite values and finite, not-all-zero gradients
     direction: bool = True
 
 
 CASES: tuple[Case, ...] = (
-    Case("random", 16, torch.float32, 3.0, 200.0, 1),
-    Case("random-bfloat16", 16, torch.bfloat16, 3.0, 200.0, 2),
-    Case("large-magnitude", 16, torch.float32, 25.0, 5000.0, 3),
-    Case("ties", 8, torch.float32, 0.0, 100.0, 4, direction=False),
-    Case("ties-bfloat16", 8, torch.bfloat16, 0.0, 100.0, 5, direction=False),
-    Case("batch-of-1", 1, torch.float32, 0.5, 50.0, 6, values=False, direction=False),
+    Case("random", (8, 64), torch.float32, 1.5, (20.0, 400.0)),
+    Case("random-bfloat16", (2, 64), torch.bfloat16, 1.5, (20.0, 400.0), direction=False),
+    Case("random-float64", (8, 64), torch.float64, 1.5, (20.0, 400.0)),
+    Case("large-magnitude", (8, 64), torch.float32, 10.0, (1000.0, 5000.0), betas=(0.05, 0.15)),
+    Case("large-batch", (256, 1024), torch.float32, 1.5, (20.0, 400.0)),
+    Case("ties", (2, 32), torch.float32, 0.0, (20.0, 400.0), direction=False),
+    Case("ties-bfloat16", (2, 32), torch.bfloat16, 0.0, (20.0, 400.0), direction=False),
+    Case("batch-of-1", (1, 1), torch.float32, 1.0, (20.0, 400.0), values=False, direction=False),
 )
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """One drawn input set (float64 before the cast to the case's dtype)."""
+
+    policy_chosen: torch.Tensor
+    policy_rejected: torch.Tensor
+    reference_chosen: torch.Tensor
+    reference_rejected: torch.Tensor
+    beta: float
+
+    @property
+    def batch(self) -> int:
+        return self.policy_chosen.shape[0]
+
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        return (self.policy_chosen, self.policy_rejected, self.reference_chosen, self.reference_rejected)
+
+
+def draw_inputs(case: Case, rng: random.Random) -> Inputs:
+    """Inputs for the case, in its dtype: realistic log-probs, non-zero margins around a random small mean."""
+    batch = rng.randint(*case.batches)
+    beta = round(rng.uniform(*case.betas), 4)
+    gen = torch.Generator().manual_seed(rng.getrandbits(62))
+    low, high = case.scale
+    ref_chosen = -(low + torch.rand(batch, generator=gen, dtype=torch.float64) * (high - low))
+    ref_rejected = -(low + torch.rand(batch, generator=gen, dtype=torch.float64) * (high - low))
+    shift = torch.randn(batch, generator=gen, dtype=torch.float64) * low * 0.1
+    if case.spread == 0.0:
+        ref_rejected = ref_chosen.clone()
+        z = torch.zeros(batch, dtype=torch.float64)
+    else:
+        z = torch.randn(batch, generator=gen, dtype=torch.float64) * case.spread
+        if batch > 1:  # a random small batch mean, so that the mean margin says nothing about the test
+            z = z - z.mean() + rng.uniform(-0.2, 0.2)
+        z = torch.where(z.abs() < 1e-3, torch.full_like(z, 1e-3), z)
+    x = z / beta
+    pol_chosen = ref_chosen + shift + x / 2
+    pol_rejected = ref_rejected + shift - x / 2
+    # log-probs are negative: move all four down together where needed (the margin is unchanged)
+    top = torch.stack([pol_chosen, pol_rejected, ref_chosen, ref_rejected]).amax(0)
+    down = torch.clamp(top + 0.5, min=0.0)
+    tensors = [(t - down).to(case.dtype) for t in (pol_chosen, pol_rejected, ref_chosen, ref_rejected)]
+    return Inputs(*tensors, beta=beta)
 
 
 @dataclass(frozen=True)
@@ -63,6 +111,7 @@ class GradientReport:
     """The outcome of the gradient tests: `failures` is empty when the loss passed."""
 
     failures: tuple[Failure, ...]
+    seed: int
 
     @property
     def passed(self) -> bool:
@@ -80,7 +129,7 @@ class GradientReport:
 
 
 class LossCallError(Exception):
-    """loss_fn raised while being called on one of the test cases."""
+    """The loss raised while being called on one of the test cases."""
 
     def __init__(self, case: str, cause: BaseException) -> None:
         super().__init__(f"on the '{case}' inputs")
@@ -88,59 +137,41 @@ class LossCallError(Exception):
         self.cause = cause
 
 
-def make_inputs(case: Case, beta: float = DEFAULT_BETA) -> tuple[torch.Tensor, ...]:
-    """(policy_chosen, policy_rejected, reference_chosen, reference_rejected) for the case.
-
-    Margins come in +/- pairs so the batch mean margin is zero; reference log-probs are negative sums.
-    """
-    gen = torch.Generator().manual_seed(case.seed)
-    half = (case.batch + 1) // 2
-    z = torch.rand(half, generator=gen, dtype=torch.float64) * case.spread
-    z = torch.cat([z, -z])[: case.batch] if case.batch > 1 else -z
-    ref_chosen = -(0.1 + torch.rand(case.batch, generator=gen, dtype=torch.float64)) * case.scale
-    if case.spread == 0.0:
-        ref_rejected = ref_chosen.clone()
-    else:
-        ref_rejected = -(0.1 + torch.rand(case.batch, generator=gen, dtype=torch.float64)) * case.scale
-    shift = torch.randn(case.batch, generator=gen, dtype=torch.float64) * case.scale * 0.05
-    if case.spread == 0.0:
-        shift = torch.zeros_like(shift)
-    x = z / beta
-    pol_chosen = ref_chosen + shift + x / 2
-    pol_rejected = ref_rejected + shift - x / 2
-    return tuple(t.to(case.dtype) for t in (pol_chosen, pol_rejected, ref_chosen, ref_rejected))
-
-
-def call_loss(
-    loss_fn: LossFn, case: Case, beta: float = DEFAULT_BETA
-) -> tuple[object, torch.Tensor, torch.Tensor]:
-    """Call loss_fn on the case's inputs (policy log-probs require grad); exceptions become LossCallError."""
-    pol_chosen, pol_rejected, ref_chosen, ref_rejected = make_inputs(case, beta)
-    pol_chosen.requires_grad_(True)
-    pol_rejected.requires_grad_(True)
+def call_loss(loss_fn: LossFn, inputs: Inputs, case: str) -> tuple[object, torch.Tensor, torch.Tensor]:
+    """Call the loss on the inputs (policy log-probs require grad); exceptions become LossCallError."""
+    pol_chosen = inputs.policy_chosen.clone().requires_grad_(True)
+    pol_rejected = inputs.policy_rejected.clone().requires_grad_(True)
     try:
-        out = loss_fn(pol_chosen, pol_rejected, ref_chosen, ref_rejected, beta)
+        out = loss_fn(
+            pol_chosen, pol_rejected, inputs.reference_chosen, inputs.reference_rejected, inputs.beta
+        )
     except Exception as exc:
-        raise LossCallError(case.name, exc) from exc
+        raise LossCallError(case, exc) from exc
     return out, pol_chosen, pol_rejected
 
 
-def run_gradient_tests(loss_fn: LossFn, beta: float = DEFAULT_BETA) -> GradientReport:
-    """Run every case; raises LossCallError when loss_fn itself raises."""
+def run_gradient_tests(loss_fn: LossFn, seed: int | None = None) -> GradientReport:
+    """Run every case on freshly drawn inputs; raises LossCallError when the loss itself raises."""
+    seed = int.from_bytes(os.urandom(8), "little") if seed is None else seed
+    rng = random.Random(seed)
     failures: list[Failure] = []
     outputs: list[torch.Tensor] = []
     for case in CASES:
-        out, pol_chosen, pol_rejected = call_loss(loss_fn, case, beta)
-        failure = _check_case(case, out, pol_chosen, pol_rejected)
+        inputs = draw_inputs(case, rng)
+        out, pol_chosen, pol_rejected = call_loss(loss_fn, inputs, case.name)
+        try:
+            failure = _check_case(case, inputs.batch, out, pol_chosen, pol_rejected)
+        except RuntimeError as exc:  # autograd through the loss failed
+            raise LossCallError(case.name, exc) from exc
         if failure is not None:
             failures.append(Failure(failure[0], case.name, failure[1]))
         elif case.values:
             outputs.append(out.detach().double())
     if not failures and _constant(outputs):
         value = f"{outputs[0][0].item():.4g}"
-        detail = f"loss_fn returned {value} for every input; the loss must depend on the log-probs"
+        detail = f"the loss is {value} for every input; it must depend on the log-probs"
         failures.append(Failure("not_constant", "all", detail))
-    return GradientReport(tuple(failures))
+    return GradientReport(tuple(failures), seed)
 
 
 def _constant(outputs: list[torch.Tensor]) -> bool:
@@ -149,29 +180,28 @@ def _constant(outputs: list[torch.Tensor]) -> bool:
 
 
 def _check_case(
-    case: Case, out: object, pol_chosen: torch.Tensor, pol_rejected: torch.Tensor
+    case: Case, batch: int, out: object, pol_chosen: torch.Tensor, pol_rejected: torch.Tensor
 ) -> tuple[str, str] | None:
     """(test name, what was seen) for the first check the case fails, None when it passes."""
     if not isinstance(out, torch.Tensor):
-        return "output", f"loss_fn returned {type(out).__name__}; return a tensor of shape (batch,)"
-    if tuple(out.shape) != (case.batch,):
+        return "output", "the loss is not a tensor; return a tensor of shape (batch,)"
+    if tuple(out.shape) != (batch,):
         hint = "; return one loss per example, do not reduce over the batch" if out.dim() == 0 else ""
-        return "shape", f"expected shape ({case.batch},), got {tuple(out.shape)}{hint}"
+        return "shape", f"expected shape ({batch},), got {tuple(out.shape)}{hint}"
     if not out.is_floating_point():
         return "dtype", f"the loss has dtype {out.dtype}; it must be a floating-point tensor"
     if not out.requires_grad:
         return "gradient", (
-            "the loss has no gradient with respect to the policy log-probs; do not detach, use .item() "
-            "or build it from constants"
+            "the loss has no gradient with respect to the policy log-probs; do not detach it or build it from "
+            "constants"
         )
     if not case.values:
         return None
     bad = ~torch.isfinite(out.detach())
     if bad.any():
-        first = int(bad.nonzero()[0])
         return "finite", (
-            f"{int(bad.sum())} of {case.batch} losses are nan/inf (index {first}: {out[first].item()}); "
-            "keep exp() arguments bounded, or use F.logsigmoid / F.softplus"
+            f"{int(bad.sum())} of {batch} losses are nan/inf; keep exp() arguments bounded, or use F.logsigmoid "
+            "/ F.softplus"
         )
     grads = torch.autograd.grad(out.sum(), [pol_chosen, pol_rejected], allow_unused=True)
     names = ("policy_chosen_logps", "policy_rejected_logps")
@@ -187,12 +217,12 @@ def _check_case(
     grad_chosen, grad_rejected = (g.double().sum().item() for g in grads)
     if not grad_chosen < 0.0:
         return "direction", (
-            f"summed dL/d(policy_chosen_logps) is {grad_chosen:+.3g}, must be < 0: the loss must fall as "
-            "the chosen log-prob rises"
+            f"summed dL/d(policy_chosen_logps) is {grad_chosen:+.3g}, must be < 0: the loss must fall as the "
+            "chosen log-prob rises"
         )
     if not grad_rejected > 0.0:
         return "direction", (
-            f"summed dL/d(policy_rejected_logps) is {grad_rejected:+.3g}, must be > 0: the loss must fall "
-            "as the rejected log-prob falls"
+            f"summed dL/d(policy_rejected_logps) is {grad_rejected:+.3g}, must be > 0: the loss must fall as "
+            "the rejected log-prob falls"
         )
     return None

@@ -1,8 +1,10 @@
-"""Validate candidate loss source: static policy, then the isolated gradient tests; plus its novelty keys.
+"""Validate candidate loss source: static policy, then tracing and the gradient tests in isolated children.
 
 Python API: `validate_source(source, pool=pool)` (pass a started `SandboxPool` to reuse warm zygotes across
-candidates). CLI: `python -m sandbox.validate FILE [--json]` exits 0 when valid, 1 when invalid, 2 on a usage
-error; `--json` prints {"valid", "stage", "error", "fingerprint", "seconds"}.
+candidates); a valid result carries the traced graph (`result.graph`, see `sandbox.graph`), from which
+`sandbox.build_loss` rebuilds the loss anywhere without running the source. CLI: `python -m sandbox.validate
+FILE [--json] [--graph]` exits 0 when valid, 1 when invalid, 2 on a usage error; `--json` prints {"valid",
+"stage", "error", "fingerprint", "canonical_form", "isolation_missing", "seconds"} (and "graph" with --graph).
 """
 
 from __future__ import annotations
@@ -11,17 +13,19 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sandbox.executor import SandboxPool, ZygoteError
+from sandbox.graph import GraphError, LossGraph
 from sandbox.policy import check_policy, format_violations
 
 
 @dataclass(frozen=True)
 class ValidationResult:
-    """The verdict on one candidate: `stage` names the first stage it failed ("policy", "execution",
-    "gradient_tests"), None when valid."""
+    """The verdict on one candidate: `stage` names the first stage it failed ("policy", "execution", "trace",
+    "gradient_tests"), None when valid. `graph` is the traced graph's JSON (whenever tracing succeeded);
+    `isolation_missing` lists the isolation properties the sandbox children lacked on this machine."""
 
     valid: bool
     stage: str | None
@@ -29,43 +33,65 @@ class ValidationResult:
     fingerprint: str | None
     canonical_form: str | None
     seconds: float
+    graph: dict[str, Any] | None = None
+    isolation_missing: tuple[str, ...] = ()
+    cpu_seconds: float = 0.0  # CPU time spent in the sandbox processes (load-independent cost)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, with_graph: bool = False) -> dict[str, Any]:
         """The CLI's JSON object."""
-        return {
+        payload = {
             "valid": self.valid,
             "stage": self.stage,
             "error": self.error,
             "fingerprint": self.fingerprint,
+            "canonical_form": self.canonical_form,
+            "isolation_missing": list(self.isolation_missing),
             "seconds": round(self.seconds, 4),
         }
+        return {**payload, "graph": self.graph} if with_graph else payload
 
 
 def validate_source(
-    source: str, *, entry: str = "loss_fn", pool: SandboxPool | None = None
+    source: str, *, entry: str = "loss_fn", pool: SandboxPool | None = None, contract: str = "sequence"
 ) -> ValidationResult:
-    """Validate `source` (the sequence-level contract); never raises for anything the candidate does.
+    """Validate `source` against a loss contract; never raises for anything the candidate does.
 
     Without `pool` a temporary one is started and closed (seconds); the search loop passes its own.
     """
     started = time.perf_counter()
     violations = check_policy(source, entry=entry)
     if violations:
+        missing = pool.isolation_missing if pool is not None else ()
         return ValidationResult(
-            False, "policy", format_violations(violations), None, None, time.perf_counter() - started
+            False,
+            "policy",
+            format_violations(violations),
+            None,
+            None,
+            time.perf_counter() - started,
+            isolation_missing=missing,
         )
     if pool is None:
         with SandboxPool() as temporary:
-            result = temporary.execute(source, entry)
+            result = temporary.execute(source, entry, contract)
     else:
-        result = pool.execute(source, entry)
+        result = pool.execute(source, entry, contract)
+    graph = result.graph
+    if graph is not None:
+        try:
+            LossGraph.from_json(graph)  # the parent's own check of what the children sent back
+        except GraphError as exc:
+            graph, result = None, replace(result, valid=False, stage="trace", error=f"invalid graph: {exc}")
     return ValidationResult(
         result.valid,
         result.stage,
         result.error,
-        result.fingerprint,
-        result.canonical_form,
+        result.fingerprint if result.valid else None,
+        result.canonical_form if result.valid else None,
         time.perf_counter() - started,
+        graph=graph,
+        isolation_missing=result.isolation_missing,
+        cpu_seconds=result.cpu_seconds,
     )
 
 
@@ -73,6 +99,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m sandbox.validate", description=__doc__.splitlines()[0])
     parser.add_argument("file", help="file holding the loss source (sequence-level contract)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--graph", action="store_true", help="include the traced graph in the JSON object")
     parser.add_argument("--entry", default="loss_fn", help="name of the loss function (default: loss_fn)")
     return parser.parse_args(argv)
 
@@ -91,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"the sandbox could not start: {exc}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(result.to_json()))
+        print(json.dumps(result.to_json(with_graph=args.graph)))
     elif result.valid:
         print(f"valid: fingerprint {result.fingerprint} ({result.seconds:.2f} s)")
     else:

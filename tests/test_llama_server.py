@@ -13,8 +13,8 @@ from evo.llama_server import (
     LlamaServerConfig,
     LlamaServerError,
     embedded_server_config,
-    free_port,
 )
+from trainer.processes import free_port
 
 
 def _group_alive(pgid: int) -> bool:

@@ -7,22 +7,78 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from datasets import Dataset
 from torch.utils.data import DataLoader
-from trl import DPOTrainer
+from trl import DPOConfig, DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 from trl.trainer.utils import hash_module, pad, selective_log_softmax
 
-from trainer.config import PreferenceConfig
+from trainer.config import TrainingConfig, TrainRun
 from trainer.data import span_token_weights
 from trainer.losses import LossInputs, LossSpec, discovered_loss_spec, get_loss_spec
 from trainer.refcache import CacheKey, ReferenceCache, attach, dataset_fingerprint
 
 SPAN_COLUMNS = ("chosen_span", "rejected_span")
 WEIGHT_COLUMNS = ("chosen_weights", "rejected_weights")
+
+
+@dataclass
+class PreferenceConfig(DPOConfig):
+    """TRL's ``DPOConfig`` plus the loss (a registry name), its parameters, the reference log-prob cache folder and
+    prompt truncation. Built only by ``from_training``: ``trainer.config.TrainingConfig`` is what users set.
+
+    With ``ref_cache_dir`` set, sequence-level losses read the reference log-probs from the shared cache (computed
+    once per dataset and reference model); token-level losses always run the reference model alongside."""
+
+    loss: str = field(default="sigmoid", metadata={"help": "registry name of the loss (see trainer.losses)"})
+    loss_params: dict = field(
+        default_factory=dict, metadata={"help": "parameters of the loss, e.g. {'alpha': 0.5}"}
+    )
+    ref_cache_dir: str | None = field(default=None, metadata={"help": "folder of the shared reference cache"})
+    max_prompt_length: int | None = field(
+        default=None,
+        metadata={"help": "keep only the last N prompt tokens (TRL 1.x truncates whole sequences only)"},
+    )
+
+    @classmethod
+    def from_training(cls, training: TrainingConfig, run: TrainRun) -> PreferenceConfig:
+        """The one translation of a ``TrainingConfig`` (how) and a ``TrainRun`` (where) into TRL's arguments.
+        ``training.deepspeed`` is not among them: ``trainer.deepspeed.launch`` reads it to choose how to launch."""
+        cuda = torch.cuda.is_available()
+        bf16 = {"auto": cuda and torch.cuda.is_bf16_supported(), "bfloat16": True, "float32": False}[
+            training.dtype
+        ]
+        return cls(
+            output_dir=run.output_dir,
+            loss=training.loss,
+            loss_params=dict(training.loss_params),
+            beta=training.beta,
+            learning_rate=training.learning_rate,
+            lr_scheduler_type=training.lr_scheduler_type,
+            warmup_steps=training.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio
+            optim=training.optim,
+            per_device_train_batch_size=training.batch_size,
+            gradient_accumulation_steps=training.gradient_accumulation_steps,
+            max_steps=training.max_steps,
+            num_train_epochs=training.num_train_epochs,
+            max_length=training.max_length,
+            max_prompt_length=training.max_prompt_length,
+            gradient_checkpointing=training.gradient_checkpointing,
+            seed=training.seed,
+            ref_cache_dir=run.ref_cache_dir,
+            logging_steps=1,
+            save_strategy="no",
+            report_to=run.report_to,
+            run_name=run.run_name,
+            use_cpu=not cuda,
+            bf16=bf16,  # auto: not on CPU, where bf16 autocast is ~10x slower without AMX
+            dataloader_num_workers=0,
+            disable_tqdm=True,
+        )
 
 
 class CandidateDiverged(RuntimeError):
@@ -41,9 +97,15 @@ class WeightedPreferenceCollator(DataCollatorForPreference):
         rows = [[0.0] * len(e["prompt_ids"]) + list(e["chosen_weights"]) for e in examples]
         rows += [[0.0] * len(e["prompt_ids"]) + list(e["rejected_weights"]) for e in examples]
         if self.max_length is not None:
-            sl = slice(None, self.max_length) if self.truncation_mode == "keep_start" else slice(-self.max_length, None)
+            sl = (
+                slice(None, self.max_length)
+                if self.truncation_mode == "keep_start"
+                else slice(-self.max_length, None)
+            )
             rows = [r[sl] for r in rows]
-        weights = pad([torch.tensor(r, dtype=torch.float32) for r in rows], padding_value=0.0, padding_side="right")
+        weights = pad(
+            [torch.tensor(r, dtype=torch.float32) for r in rows], padding_value=0.0, padding_side="right"
+        )
         output["token_weights"] = weights[:, : output["input_ids"].shape[1]]
         return output
 
@@ -88,7 +150,11 @@ class PreferenceTrainer(DPOTrainer):
                 pad_to_multiple_of=args.pad_to_multiple_of,
             )
         super().__init__(
-            model=model, ref_model=ref_model, args=args, train_dataset=train_dataset, processing_class=processing_class,
+            model=model,
+            ref_model=ref_model,
+            args=args,
+            train_dataset=train_dataset,
+            processing_class=processing_class,
             **kwargs,
         )
 
@@ -101,7 +167,9 @@ class PreferenceTrainer(DPOTrainer):
             )
         if args.max_prompt_length is not None:
             keep = args.max_prompt_length
-            dataset = dataset.map(lambda row: {"prompt_ids": row["prompt_ids"][-keep:]}, desc="Truncating prompts")
+            dataset = dataset.map(
+                lambda row: {"prompt_ids": row["prompt_ids"][-keep:]}, desc="Truncating prompts"
+            )
         present = [c for c in SPAN_COLUMNS if c in dataset.column_names]
         if not self.loss_spec.needs_token_weights:
             return dataset.remove_columns(present)
@@ -112,7 +180,9 @@ class PreferenceTrainer(DPOTrainer):
             for side, column in (("chosen", "chosen_span"), ("rejected", "rejected_span")):
                 ids = example[f"{side}_ids"]
                 span = example.get(column) or [-1, -1]
-                texts = [tokenizer.decode(ids[: i + 1])[len(tokenizer.decode(ids[:i])) :] for i in range(len(ids))]
+                texts = [
+                    tokenizer.decode(ids[: i + 1])[len(tokenizer.decode(ids[:i])) :] for i in range(len(ids))
+                ]
                 out[f"{side}_weights"] = span_token_weights(texts, list(span))
             return out
 
@@ -141,7 +211,9 @@ class PreferenceTrainer(DPOTrainer):
         return attach(dataset, *cached)
 
     @torch.inference_mode()
-    def _reference_pass(self, reference, dataset: Dataset, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _reference_pass(
+        self, reference, dataset: Dataset, batch_size: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         was_training = reference.training
         reference.eval()
         device = self.accelerator.device
@@ -149,7 +221,9 @@ class PreferenceTrainer(DPOTrainer):
         chosen, rejected = [], []
         for batch in loader:
             batch = {k: v.to(device) for k, v in batch.items()}
-            logits = reference(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+            logits = reference(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
+            ).logits
             logps = self._sequence_logps(logits, batch["input_ids"], batch["completion_mask"])
             c, r = logps.chunk(2)
             chosen.append(c.float().cpu())
@@ -158,7 +232,9 @@ class PreferenceTrainer(DPOTrainer):
         return torch.cat(chosen), torch.cat(rejected)
 
     @staticmethod
-    def _token_logps(logits: torch.Tensor, input_ids: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor:
+    def _token_logps(
+        logits: torch.Tensor, input_ids: torch.Tensor, completion_mask: torch.Tensor
+    ) -> torch.Tensor:
         per_token = selective_log_softmax(logits[:, :-1, :], input_ids[:, 1:])
         return per_token * completion_mask[:, 1:]
 
@@ -182,15 +258,21 @@ class PreferenceTrainer(DPOTrainer):
             else:
                 with torch.no_grad():
                     ref_logits = self.ref_model(**model_kwargs).logits
-                ref_chosen, ref_rejected = self._sequence_logps(ref_logits, input_ids, completion_mask).chunk(2)
+                ref_chosen, ref_rejected = self._sequence_logps(ref_logits, input_ids, completion_mask).chunk(
+                    2
+                )
             losses = self.loss_fn(chosen_logps, rejected_logps, ref_chosen, ref_rejected, self.beta)
         else:
-            losses, ref_chosen, ref_rejected = self._token_level_losses(outputs.logits, token_logps, inputs, model_kwargs)
+            losses, ref_chosen, ref_rejected = self._token_level_losses(
+                outputs.logits, token_logps, inputs, model_kwargs
+            )
 
         batch = chosen_logps.shape[0]
         if not isinstance(losses, torch.Tensor) or losses.shape != (batch,):
             shape = tuple(losses.shape) if isinstance(losses, torch.Tensor) else type(losses).__name__
-            raise ValueError(f"loss {self.loss_spec.name!r} must return a tensor of shape ({batch},), got {shape}")
+            raise ValueError(
+                f"loss {self.loss_spec.name!r} must return a tensor of shape ({batch},), got {shape}"
+            )
         loss = losses.mean()
         if not torch.isfinite(loss):
             raise CandidateDiverged(self.state.global_step + 1, "the loss", float(loss.detach()))
@@ -239,7 +321,9 @@ class PreferenceTrainer(DPOTrainer):
         metrics = self._metrics[mode]
         metrics["rewards/chosen"].append(gather(chosen_rewards).mean().item())
         metrics["rewards/rejected"].append(gather(rejected_rewards).mean().item())
-        metrics["rewards/accuracies"].append(gather((chosen_rewards > rejected_rewards).float()).mean().item())
+        metrics["rewards/accuracies"].append(
+            gather((chosen_rewards > rejected_rewards).float()).mean().item()
+        )
         metrics["rewards/margins"].append(gather(chosen_rewards - rejected_rewards).mean().item())
         metrics["logps/chosen"].append(gather(chosen_logps.detach()).mean().item())
         metrics["logps/rejected"].append(gather(rejected_logps.detach()).mean().item())

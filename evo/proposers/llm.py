@@ -20,7 +20,7 @@ from evo.config import LLMConfig, ProposerConfig
 from evo.context import proposal_messages, repair_messages
 from evo.proposers.base import Proposal, Unparseable, Usage
 from evo.proposers.parsing import parse_reply
-from evo.server_watch import ServerWatch
+from evo.proposers.server_watch import ServerWatch
 
 log = logging.getLogger(__name__)
 

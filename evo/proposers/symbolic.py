@@ -18,6 +18,7 @@ import sympy as sp
 
 from evo.archive import Archive, Candidate
 from evo.proposers.base import Proposal, Unparseable
+from evo.status import Status
 
 z = sp.Symbol("z", real=True)
 
@@ -147,7 +148,7 @@ class SymbolicProposer:
         return mixed(a, b, weight), f"a {weight:.2f}/{1 - weight:.2f} mixture of both parents"
 
     def _parents(self, archive: Archive) -> list[Candidate]:
-        return [c for c in archive.by_status("done") if c.expression and c.fitness is not None]
+        return [c for c in archive.by_status(Status.DONE) if c.expression and c.fitness is not None]
 
     def _pick(self, pool: list[Candidate]) -> Candidate:
         entrants = self._random.sample(pool, min(self.tournament, len(pool)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -10,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from evaluators.judge import ERROR_OUTPUT, JudgeConfig
-from evaluators.mt_bench import MTBenchSpec, evaluate, judgment_file, parse_rating
+from evaluators.judge import ERROR_OUTPUT, JudgeConfig, parse_rating
+from evaluators.mt_bench import MTBenchSpec, evaluate, judgment_file
 
 # Marker in the model's answer -> what the judge says. FAIL_ONCE answers HTTP 500 once, then a rating (the client
 # retries); ALWAYS_FAIL answers 500 every time (the judgment becomes FastChat's $ERROR$).
@@ -33,13 +34,15 @@ REPLIES = {
         ("Rating: [[3]]", 3),
         ("score [7] here", 7),
         ("[[10]] then [2]", 10),
-        ("garbage", -1),
-        ("[[eight]]", -1),
-        ("", -1),
+        ("garbage", None),
+        ("[[eight]]", None),
+        ("", None),
+        (ERROR_OUTPUT, None),
     ],
 )
 def test_parse_rating(judgment, rating):
-    assert parse_rating(judgment) == rating
+    parsed = parse_rating(judgment)
+    assert math.isnan(parsed) if rating is None else parsed == rating
 
 
 class ScriptedJudge:

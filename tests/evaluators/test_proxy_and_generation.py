@@ -10,7 +10,9 @@ import torch
 
 from evaluators import proxy
 from evaluators.fitness import Fitness, mean_stderr, paired_delta
-from evaluators.generation import SamplingConfig, _generate_batch, _truncate_at_stop, chat, load_model, render
+from trainer.chat import render
+from trainer.generation import SamplingConfig, _generate_batch, _truncate_at_stop, chat, load_model
+from trainer.logprobs import completion_logps, split_ids
 
 PAIRS = [
     {
@@ -42,16 +44,16 @@ def test_completion_logps_match_a_full_forward(tiny):
     with torch.no_grad():
         logps = model(input_ids=ids).logits[0, :-1].log_softmax(-1)
     expected = sum(logps[t - 1, ids[0, t]].item() for t in range(n_prompt, ids.shape[1]))
-    pairs = [(r["prompt"], r["chosen"]) for r in PAIRS]
-    got = proxy.completion_logps(model, tokenizer, pairs, batch_size=2, max_length=512)
-    assert got[0].item() == pytest.approx(expected, rel=1e-4)
-    alone = proxy.completion_logps(model, tokenizer, pairs[1:], batch_size=1, max_length=512)
-    assert got[1].item() == pytest.approx(alone[0].item(), rel=1e-4)  # right padding does not leak
+    prompts, chosen = [r["prompt"] for r in PAIRS], [r["chosen"] for r in PAIRS]
+    got = completion_logps(model, tokenizer, prompts, chosen, batch_size=2, max_length=512)
+    assert got[0] == pytest.approx(expected, rel=1e-4)
+    alone = completion_logps(model, tokenizer, prompts[1:], chosen[1:], batch_size=1, max_length=512)
+    assert got[1] == pytest.approx(alone[0], rel=1e-4)  # right padding does not leak
 
 
 def test_plain_text_completions_get_eos(tiny):
     _, tokenizer = tiny
-    prompt_ids, completion_ids = proxy._ids(tokenizer, "Q: hi\nA:", " hello")
+    prompt_ids, completion_ids = split_ids(tokenizer, "Q: hi\nA:", " hello")
     assert completion_ids[-1] == tokenizer.eos_token_id and prompt_ids
 
 
@@ -88,7 +90,7 @@ def test_batched_greedy_generation_equals_one_by_one(tiny):
         chat(model, tokenizer, [c], SamplingConfig(max_new_tokens=6, batch_size=1))[0] for c in conversations
     ]
     assert batched == single  # left padding and the attention mask do not change greedy outputs
-    sampled = chat(model, tokenizer, conversations, SamplingConfig(max_new_tokens=6, temperature=1.0, n=3))
+    sampled = chat(model, tokenizer, conversations, SamplingConfig(max_new_tokens=6, temperature=1.0, num_samples=3))
     assert [len(replies) for replies in sampled] == [3, 3, 3]
 
 

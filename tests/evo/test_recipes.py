@@ -3,20 +3,19 @@ ones its comments cite, and its DeepSpeed config passes DeepSpeed's own parser a
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
 import yaml
 
 from evaluators import make_spec
-from evo.config import FitnessConfig, SearchConfig, TrainingConfig, load_config, to_dict
+from evo.config import FitnessConfig, SearchConfig, load_config, to_dict
 from evo.loop import PIPELINE_BASELINES
-from evo.retrain import LAUNCH_ONLY_FIELDS, train_spec
+from trainer.config import TrainingConfig, TrainRun
 from trainer.deepspeed import accelerate_config, config_names, config_path
 from trainer.deepspeed import load_config as load_deepspeed_config
 from trainer.deepspeed.launch import launch_plan
-from trainer.train import TrainSpec, build_config
+from trainer.trainer import PreferenceConfig
 
 RECIPE_DIR = Path(__file__).resolve().parents[2] / "runs" / "recipes"
 RECIPES = sorted(RECIPE_DIR.glob("*.yaml"))
@@ -31,6 +30,7 @@ RECIPE_BATCH = {
 DEEPSPEED_RECIPES = ["zephyr-7b-gemma", "zephyr-7b-gemma-full", "spin-zephyr-7b", "spa-zephyr-7b"]
 EVALUATOR_BLOCKS = ("verifiable", "proxy", "mt_bench", "alpaca_eval")
 RETRAIN_KEYS = {"preset", "seed", "wandb", "training", "data", "fitness", "retrain"}
+RUN = TrainRun(data="train.jsonl", output_dir="out")
 
 
 def _leaves(value, prefix=()):
@@ -74,23 +74,29 @@ def test_every_key_lands_in_the_config_unchanged(path):
 def test_every_training_field_reaches_the_trainer_arguments(path):
     _, config = _recipe(path)
     training = config.training
-    spec = train_spec(training, "train.jsonl", "out", loss="sigmoid", ref_cache_dir=None)
-    for field in dataclasses.fields(TrainingConfig):
-        if field.name not in LAUNCH_ONLY_FIELDS:
-            assert getattr(spec, field.name) == getattr(training, field.name), field.name
-    args = build_config(spec)  # TrainingArguments validate the scheduler and optimizer names
+    assert isinstance(training, TrainingConfig)  # the search embeds trainer.config's, not a copy
+    args = PreferenceConfig.from_training(
+        training, RUN
+    )  # TrainingArguments validate scheduler and optimizer names
     assert (args.beta, args.learning_rate, args.lr_scheduler_type.value, args.warmup_steps) == (
-        training.beta, training.learning_rate, training.lr_scheduler_type, training.warmup_ratio
+        training.beta,
+        training.learning_rate,
+        training.lr_scheduler_type,
+        training.warmup_ratio,
     )
     assert args.optim.value == training.optim
     assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (
-        training.batch_size, training.gradient_accumulation_steps
+        training.batch_size,
+        training.gradient_accumulation_steps,
     )
     assert (args.num_train_epochs, args.max_steps, args.seed) == (
-        training.num_train_epochs, training.max_steps, training.seed
+        training.num_train_epochs,
+        training.max_steps,
+        training.seed,
     )
     assert (args.max_length, args.max_prompt_length) == (training.max_length, training.max_prompt_length)
     assert args.gradient_checkpointing == training.gradient_checkpointing
+    assert (args.loss, args.loss_params) == (training.loss, training.loss_params)
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
@@ -145,7 +151,11 @@ def test_zephyr_recipe_is_the_discopop_setup():
     assert (training.warmup_ratio, training.num_train_epochs) == (0.1, 2)
     assert (training.max_length, training.max_prompt_length) == (1024, 512)
     assert config.fitness.kind == "mt_bench"
-    assert config.proposers.llm and config.llm.base_url.startswith("https://") and config.llm.model.startswith("gpt-4")
+    assert (
+        config.proposers.llm
+        and config.llm.base_url.startswith("https://")
+        and config.llm.model.startswith("gpt-4")
+    )
 
 
 def test_full_recipe_retrains_with_the_search_settings_and_adds_alpaca_eval():
@@ -160,8 +170,12 @@ def test_spin_and_spa_recipes_are_their_published_setups():
     _, spin = _recipe(RECIPE_DIR / "spin-zephyr-7b.yaml")
     _, spa = _recipe(RECIPE_DIR / "spa-zephyr-7b.yaml")
     assert spin.data.hub_dataset == "UCLA-AGI/SPIN_iter0" and spin.training.optim == "rmsprop"
-    assert {"dpo", "spin_hinge"} <= set(spin.baselines)  # SPIN's logistic (= DPO on these pairs) and hinge losses
-    assert spa.data.max_train_pairs == 2000 and spa.seed == 42  # SPA's seed set: 2K pairs after shuffle(seed=42)
+    assert {"dpo", "spin_hinge"} <= set(
+        spin.baselines
+    )  # SPIN's logistic (= DPO on these pairs) and hinge losses
+    assert (
+        spa.data.max_train_pairs == 2000 and spa.seed == 42
+    )  # SPA's seed set: 2K pairs after shuffle(seed=42)
     assert (spa.training.max_length, spa.training.max_prompt_length) == (2048, 1024)
 
 
@@ -172,17 +186,20 @@ def test_multi_gpu_recipes_name_no_single_process_pipeline_baseline(path):
         assert not set(config.baselines) & set(PIPELINE_BASELINES)
 
 
-def _parsed(deepspeed: str, spec: TrainSpec):
+def _parsed(deepspeed: str, training: TrainingConfig):
     """The DeepSpeed config as the HF Trainer fills its "auto" values, through DeepSpeed's own parser."""
     from deepspeed.runtime.config import DeepSpeedConfig
     from transformers import LlamaConfig, LlamaForCausalLM
     from transformers.integrations import HfTrainerDeepSpeedConfig
 
-    args = build_config(spec)
+    args = PreferenceConfig.from_training(training, RUN)
     filled = HfTrainerDeepSpeedConfig(load_deepspeed_config(deepspeed))
     filled.trainer_config_process(args)
-    model = LlamaForCausalLM(LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                         num_attention_heads=4, vocab_size=128))
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, vocab_size=128
+        )
+    )
     filled.trainer_config_finalize(args, model, num_training_steps=100)  # bucket sizes from the model
     return DeepSpeedConfig(filled.config)  # raises on unknown keys and inconsistent batch sizes
 
@@ -195,8 +212,7 @@ def test_the_deepspeed_recipes_are_the_multi_gpu_ones():
 def test_recipe_deepspeed_config_passes_deepspeeds_parser(name, tmp_path):
     _, config = _recipe(RECIPE_DIR / f"{name}.yaml")
     training = config.training
-    parsed = _parsed(training.deepspeed, train_spec(training, "train.jsonl", str(tmp_path), loss="sigmoid",
-                                                    ref_cache_dir=None))
+    parsed = _parsed(training.deepspeed, training)
     assert parsed.zero_optimization_stage == 3
     assert parsed.train_micro_batch_size_per_gpu == training.batch_size
     assert parsed.gradient_accumulation_steps == training.gradient_accumulation_steps
@@ -209,9 +225,7 @@ def test_recipe_deepspeed_config_passes_deepspeeds_parser(name, tmp_path):
 def test_shipped_deepspeed_configs_parse_and_launch(name, tmp_path):
     from accelerate.commands.config.config_args import load_config_from_file
 
-    spec = TrainSpec(model="tiny", data="train.jsonl", output_dir=str(tmp_path), batch_size=4,
-                     gradient_accumulation_steps=2)
-    parsed = _parsed(name, spec)
+    parsed = _parsed(name, TrainingConfig(model="tiny", batch_size=4, gradient_accumulation_steps=2))
     assert parsed.zero_optimization_stage == int(name.removeprefix("zero"))
     assert parsed.train_batch_size == 8
     accelerate_file = tmp_path / "accelerate.yaml"

@@ -23,7 +23,7 @@ from PIL import Image
 from evo.archive import Archive, Candidate
 from evo.config import load_config, save_config
 from evo.leaderboard import main as leaderboard_main
-from evo.report_plots import SHAPE_POINTS, SHAPE_SPAN, candidate_loss, loss_shape, margin_grid, shapes
+from evo.report_plots import SHAPE_POINTS, SHAPE_SPAN, loss_shape, margin_grid, sequence_loss, shapes
 from trainer.losses import get_loss_spec
 
 BETA = 0.1
@@ -54,7 +54,7 @@ def test_dpo_shape_is_its_closed_form():
 
 def test_candidate_code_is_compiled_and_differentiated():
     margins = margin_grid(BETA)
-    values, slopes = loss_shape(candidate_loss(_candidate(HINGE)), margins, BETA)
+    values, slopes = loss_shape(sequence_loss(_candidate(HINGE)), margins, BETA)
     x = margins.double()
     assert torch.allclose(torch.from_numpy(values), torch.relu(1 - BETA * x), atol=1e-5)
     inside = (BETA * x < 0.99).numpy()

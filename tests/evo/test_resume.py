@@ -6,7 +6,8 @@ import subprocess
 import sys
 import time
 
-from evo.archive import FINAL, Archive
+from evo.archive import Archive
+from evo.status import FINAL
 from tests.evo.conftest import launch
 
 

@@ -3,6 +3,7 @@ distributed launcher (``accelerate launch`` of the training worker, DDP on one C
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -18,9 +19,9 @@ from evo.archive import Archive
 from evo.retrain import main, select_candidate
 from evo.retrain_store import RetrainStore
 from evo.synthetic import write_synthetic_pairs
+from trainer.config import TrainingConfig, TrainRun
 from trainer.deepspeed.launch import DistributedJob, launch_plan, train_distributed, worker
 from trainer.losses import get_loss_spec
-from trainer.train import TrainSpec
 from trainer.trainer import CandidateDiverged
 
 MIXED = """def loss_fn(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, beta):
@@ -39,12 +40,21 @@ def run_dir(tmp_path) -> Path:
     SPIN procedure baseline."""
     run = tmp_path / "run"
     archive = Archive(run / "archive.sqlite")
-    archive.add(0, "baseline", "done", name="dpo", loss="sigmoid", code=get_loss_spec("sigmoid").source,
-                fitness=0.50, stderr=0.1, n=6)
+    archive.add(
+        0,
+        "baseline",
+        "done",
+        name="dpo",
+        loss="sigmoid",
+        code=get_loss_spec("sigmoid").source,
+        fitness=0.50,
+        stderr=0.1,
+        n=6,
+    )
     archive.add(1, "llm", "done", name="mixed_logistic_hinge", code=MIXED, fitness=0.90, stderr=0.05, n=6)
     archive.add(1, "symbolic", "done", name="weaker", code=MIXED, fitness=0.40, stderr=0.1, n=6)
     archive.add(2, "llm", "invalid", name="broken", code="def loss_fn(:", reason="[policy] syntax error")
-    archive.add(0, "baseline", "done", name="spin", metrics={"pipeline": "spin"}, fitness=0.2, stderr=0.1, n=6)
+    archive.add(0, "baseline", "done", name="spin", pipeline="spin", fitness=0.2, stderr=0.1, n=6)
     archive.close()
     return run
 
@@ -56,7 +66,11 @@ def _recipe(path: Path, **fields) -> Path:
 
 def test_select_candidate_by_rank_and_by_id(run_dir):
     archive = Archive(run_dir / "archive.sqlite")
-    assert [select_candidate(archive, rank=k).name for k in (1, 2, 3)] == ["mixed_logistic_hinge", "dpo", "weaker"]
+    assert [select_candidate(archive, rank=k).name for k in (1, 2, 3)] == [
+        "mixed_logistic_hinge",
+        "dpo",
+        "weaker",
+    ]
     assert select_candidate(archive, candidate_id=1).loss == "sigmoid"
     with pytest.raises(ValueError, match="4 done candidate"):
         select_candidate(archive, rank=5)
@@ -71,7 +85,10 @@ def test_launch_plan():
     cpu = launch_plan("zero3", gpus=0)
     assert (cpu.backend, cpu.deepspeed) == ("in_process", None) and "zero3" in cpu.note
     assert launch_plan("zero3", gpus=1).to_json() == {
-        "backend": "accelerate", "num_processes": 1, "deepspeed": "zero3", "note": None
+        "backend": "accelerate",
+        "num_processes": 1,
+        "deepspeed": "zero3",
+        "note": None,
     }
     assert (launch_plan(None, gpus=4).backend, launch_plan(None, gpus=4).num_processes) == ("accelerate", 4)
     assert launch_plan(None, gpus=1).backend == "in_process"
@@ -81,8 +98,10 @@ def test_retrain_end_to_end_on_cpu(run_dir, tmp_path):
     recipe = _recipe(
         tmp_path / "tiny-full.yaml",
         training={"max_steps": 3, "deepspeed": "zero3"},  # no GPU here: trained in-process, the plan says why
-        fitness={"kind": "proxy", "verifiable": {"families": ["no_commas", "json_key"], "n_heldout_topics": 2,
-                                                  "max_new_tokens": 8}},
+        fitness={
+            "kind": "proxy",
+            "verifiable": {"families": ["no_commas", "json_key"], "n_heldout_topics": 2, "max_new_tokens": 8},
+        },
         retrain={"evaluators": ["verifiable"]},
     )
     assert main([str(run_dir), "--rank", "1", "--recipe", str(recipe)]) == 0
@@ -91,7 +110,12 @@ def test_retrain_end_to_end_on_cpu(run_dir, tmp_path):
     store = RetrainStore(run_dir / "archive.sqlite")
     best, baseline = store.all()
     store.close()
-    assert (best.candidate_id, best.recipe, best.status, best.fitness_kind) == (2, "tiny-full", "done", "proxy")
+    assert (best.candidate_id, best.recipe, best.status, best.fitness_kind) == (
+        2,
+        "tiny-full",
+        "done",
+        "proxy",
+    )
     assert best.train["loss"] == "mixed_logistic_hinge"  # the candidate's own code was trained
     assert baseline.train["loss"] == "sigmoid"  # a baseline trains its registry loss
     for record in (best, baseline):
@@ -129,17 +153,18 @@ def test_cli_refuses_what_cannot_be_retrained(run_dir, tmp_path, capsys):
     assert main([str(tmp_path / "nowhere"), "--rank", "1", "--recipe", str(recipe)]) == 2
 
 
-def _spec(tmp_path: Path, **overrides) -> TrainSpec:
+TINY_TRAINING = TrainingConfig(model="tiny", max_steps=2, batch_size=4, max_length=96, learning_rate=1e-3)
+
+
+def _run(tmp_path: Path, **overrides) -> TrainRun:
     train, _ = write_synthetic_pairs(tmp_path / "data", 8)
-    options = dict(model="tiny", data=str(train), output_dir=str(tmp_path / "model"), max_steps=2, batch_size=4,
-                   max_length=96, learning_rate=1e-3)
-    return TrainSpec(**{**options, **overrides})
+    return TrainRun(**{"data": str(train), "output_dir": str(tmp_path / "model"), **overrides})
 
 
 def test_worker_reports_divergence_for_the_parent(tmp_path):
     job_file = tmp_path / "launch" / "job.json"
     job_file.parent.mkdir()
-    job_file.write_text(DistributedJob(_spec(tmp_path), "exploding", EXPLODING).to_json())
+    job_file.write_text(DistributedJob(TINY_TRAINING, _run(tmp_path), "exploding", EXPLODING).to_json())
     with pytest.raises(CandidateDiverged):
         worker(job_file)
     assert json.loads((job_file.parent / "diverged.json").read_text())["step"] == 1
@@ -149,11 +174,19 @@ def test_worker_reports_divergence_for_the_parent(tmp_path):
 def test_train_distributed_launches_the_worker_through_accelerate(tmp_path):
     """DDP with one CPU process: the real ``accelerate launch`` path that DeepSpeed runs take on GPUs."""
     result = train_distributed(
-        _spec(tmp_path, ref_cache_dir=str(tmp_path / "refcache")), tmp_path / "launch", num_processes=1,
-        deepspeed=None, code=MIXED, name="mixed_logistic_hinge",
+        TINY_TRAINING,
+        _run(tmp_path, ref_cache_dir=str(tmp_path / "refcache")),
+        tmp_path / "launch",
+        num_processes=1,
+        deepspeed=None,
+        code=MIXED,
+        name="mixed_logistic_hinge",
     )
     assert (result.steps, result.metrics["loss"]) == (2, "mixed_logistic_hinge")
-    assert result.metrics["spec"]["ref_cache_dir"] is None  # launched runs keep the reference model alongside
+    assert result.metrics["training"] == dataclasses.asdict(
+        TINY_TRAINING
+    )  # the job file carried it unchanged
+    assert result.metrics["run"]["ref_cache_dir"] is None  # launched runs keep the reference model alongside
     assert (tmp_path / "model" / "model.safetensors").exists()
     config = yaml.safe_load((tmp_path / "launch" / "accelerate.yaml").read_text())
     assert (config["distributed_type"], config["num_processes"]) == ("MULTI_GPU", 1)
@@ -174,10 +207,10 @@ def test_the_launcher_dies_with_the_process_that_started_it(tmp_path):
 import sys
 from pathlib import Path
 import trainer.deepspeed.launch as launch
-from trainer.train import TrainSpec
+from trainer.config import TrainingConfig, TrainRun
 stand_in = "import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(600)"
 launch.launch_command = lambda config_file, job_file: [sys.executable, "-c", stand_in]
-launch.train_distributed(TrainSpec(model="tiny", data="x", output_dir={str(tmp_path / "model")!r}),
+launch.train_distributed(TrainingConfig(model="tiny"), TrainRun(data="x", output_dir={str(tmp_path / "model")!r}),
                          Path({str(tmp_path / "launch")!r}), num_processes=1, deepspeed=None)
 """
     caller = subprocess.Popen([sys.executable, "-c", script])
@@ -185,7 +218,9 @@ launch.train_distributed(TrainSpec(model="tiny", data="x", output_dir={str(tmp_p
     try:
         deadline = time.monotonic() + 180
         while not pid_file.exists() or not pid_file.read_text():
-            assert caller.poll() is None and time.monotonic() < deadline, "the stand-in launcher never started"
+            assert caller.poll() is None and time.monotonic() < deadline, (
+                "the stand-in launcher never started"
+            )
             time.sleep(0.2)
         launcher = int(pid_file.read_text())
         caller.kill()

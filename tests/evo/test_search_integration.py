@@ -1,7 +1,8 @@
 """The real thing on the tiny preset: 2 generations x 2 candidates with real Ray, the real sandbox, the real
 trainer and the real llama.cpp server serving the embedded GGUF as the proposer LLM."""
 
-from evo.archive import FINAL, Archive
+from evo.archive import Archive
+from evo.status import FINAL
 from tests.evo.conftest import launch
 
 

@@ -1,5 +1,8 @@
 """Unit tests of the loop's parts: config loading, archive, bandit, symbolic proposer."""
 
+import json
+import sqlite3
+
 import pytest
 import sympy as sp
 import torch
@@ -10,6 +13,7 @@ from evo.config import load_config, save_config
 from evo.data_prep import prepare_data
 from evo.proposers.base import Proposal
 from evo.proposers.symbolic import PRIMITIVES, SymbolicProposer, from_srepr, gated, to_code, z
+from evo.status import Status
 from sandbox.compile import compile_loss
 
 
@@ -66,11 +70,61 @@ def test_archive_roundtrip_and_queries(tmp_path):
     assert archive.original_with("nope", None) is None
     assert archive.status_counts() == {"done": 2, "duplicate": 1, "invalid": 1}
     assert archive.llm_spend() == {"tokens_in": 10, "tokens_out": 0, "cost_usd": 0.75}
-    assert [x.status for x in archive.failures(5)] == ["invalid"]
+    assert [x.status for x in archive.failures(5)] == [Status.INVALID]
+    assert archive.get(a).status is Status.DONE  # rows come back as the enum, stored as its plain string
     with pytest.raises(ValueError, match="unknown status"):
         archive.update(a, status="finished")
+    d = archive.add(0, "baseline", Status.TRAINING, name="spin", pipeline="spin", best_before=0.5)
     archive.close()
-    assert Archive(tmp_path / "a.sqlite").get(b).duplicate_of == a  # persisted
+    reopened = Archive(tmp_path / "a.sqlite")
+    assert reopened.get(b).duplicate_of == a  # persisted
+    assert (reopened.get(d).pipeline, reopened.get(d).best_before, reopened.get(a).pipeline) == ("spin", 0.5, None)
+    tables = {row[0] for row in reopened._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "meta" not in tables
+
+
+# The candidates table as the first archives had it: no pipeline and best_before columns, both kept in metrics.
+OLD_SCHEMA = """
+CREATE TABLE candidates (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, generation INTEGER NOT NULL, proposer TEXT NOT NULL,
+    parent_ids TEXT NOT NULL DEFAULT '[]', name TEXT NOT NULL DEFAULT '', thought TEXT NOT NULL DEFAULT '',
+    code TEXT NOT NULL DEFAULT '', loss TEXT, expression TEXT, fingerprint TEXT, canonical TEXT,
+    status TEXT NOT NULL, reason TEXT, duplicate_of INTEGER, fitness REAL, stderr REAL, n INTEGER,
+    metrics TEXT NOT NULL DEFAULT '{}', timings TEXT NOT NULL DEFAULT '{}', repair_round INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0, llm_tokens_in INTEGER NOT NULL DEFAULT 0,
+    llm_tokens_out INTEGER NOT NULL DEFAULT 0, llm_cost REAL NOT NULL DEFAULT 0, created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+def test_archive_written_before_the_pipeline_and_best_before_columns_resumes(tmp_path):
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(OLD_SCHEMA)
+    rows = [
+        (0, "baseline", "training", "spin", {"pipeline": "spin"}),
+        (1, "llm", "done", "found", {"best_before": 0.25, "losses": [1.0, 0.5]}),
+        (1, "llm", "training", "first", {"best_before": None}),
+    ]
+    for generation, proposer, status, name, metrics in rows:
+        db.execute(
+            "INSERT INTO candidates (generation, proposer, status, name, metrics, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, 0, 0)",
+            (generation, proposer, status, name, json.dumps(metrics)),
+        )
+    db.commit()
+    db.close()
+    archive = Archive(path)
+    spin, found, first = archive.all()
+    assert (spin.pipeline, spin.best_before, spin.metrics) == ("spin", None, {})
+    assert (found.pipeline, found.best_before, found.metrics) == (None, 0.25, {"losses": [1.0, 0.5]})
+    assert (first.best_before, first.metrics) == (None, {})
+    assert [c.name for c in archive.by_status(Status.TRAINING)] == ["spin", "first"]  # what a resume reschedules
+    archive.update(first.id, status=Status.DONE, fitness=0.5)
+    archive.close()
+    assert Archive(path).get(first.id).status is Status.DONE  # opening it again changes nothing more
 
 
 def test_bandit_tries_every_arm_then_follows_yield():
@@ -85,7 +139,8 @@ def test_bandit_tries_every_arm_then_follows_yield():
     assert picks.count("symbolic") > 45
     bandit.disable("symbolic")
     assert bandit.choose() == "llm"
-    assert reward("invalid", None, None) == 0.0 and reward("done", 0.4, 0.5) == 0.5 and reward("done", 0.6, 0.5) == 1.0
+    assert reward(Status.INVALID, None, None) == 0.0
+    assert reward(Status.DONE, 0.4, 0.5) == 0.5 and reward(Status.DONE, 0.6, 0.5) == 1.0
 
 
 def test_bandit_rebuilds_from_the_archive(tmp_path):

@@ -8,14 +8,14 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, LlamaConfig, LlamaForSequenceClassification
 
-from evaluators.judge import JudgeConfig
+from evaluators.judge import JudgeConfig, parse_rating
 from evaluators.verifiable_prompts import make_prompt
 from tests.pipelines.helpers import read_jsonl, user, write_jsonl
 from trainer.data import DataFormatError, load_preference_dataset
 from trainer.models import load_tokenizer
 from trainer.pipelines import aepo
 from trainer.pipelines.aepo import AepoConfig, main, parse_example, run_aepo
-from trainer.pipelines.rewards import Candidate, judge_reward, model_reward, parse_rating, verifiable_reward
+from trainer.pipelines.rewards import ResponseToScore, judge_reward, model_reward, verifiable_reward
 
 RESPONSES = [
     "the owl hunts at night and sleeps by day.",
@@ -136,13 +136,13 @@ def test_verifiable_reward_checks_family_params_or_a_rebuilt_id():
     reward = verifiable_reward(seed=0)
     prompt = make_prompt("include_word", "owl", 0)
     word = prompt.params["word"]
-    by_params = Candidate({"family": "include_word", "params": {"word": word}}, user("x"), f"a {word} here")
-    by_id = Candidate({"id": prompt.id}, user(prompt.text), "nothing")
+    by_params = ResponseToScore({"family": "include_word", "params": {"word": word}}, user("x"), f"a {word} here")
+    by_id = ResponseToScore({"id": prompt.id}, user(prompt.text), "nothing")
     assert reward([by_params, by_id]) == [1.0, 0.0]
     with pytest.raises(ValueError, match="differs from the verifiable prompt"):
-        reward([Candidate({"id": prompt.id}, user("another prompt"), "x")])
+        reward([ResponseToScore({"id": prompt.id}, user("another prompt"), "x")])
     with pytest.raises(ValueError, match="needs 'family' and 'params'"):
-        reward([Candidate({}, user("x"), "x")])
+        reward([ResponseToScore({}, user("x"), "x")])
 
 
 def test_reward_model_scores_the_chat_rendered_conversation(tmp_path):
@@ -160,7 +160,7 @@ def test_reward_model_scores_the_chat_rendered_conversation(tmp_path):
     torch.manual_seed(0)
     LlamaForSequenceClassification(config).save_pretrained(tmp_path / "rm")
     tokenizer.save_pretrained(tmp_path / "rm")
-    candidates = [Candidate({}, user("Owls?"), text) for text in RESPONSES[:3]]
+    candidates = [ResponseToScore({}, user("Owls?"), text) for text in RESPONSES[:3]]
     scores = model_reward(str(tmp_path / "rm"), batch_size=2)(candidates)
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "rm").eval()
     for candidate, score in zip(candidates, scores, strict=True):
@@ -185,8 +185,8 @@ def test_judge_reward_parses_ratings_and_marks_failures_nan():
 
     client = SimpleNamespace(chat=SimpleNamespace(completions=SimpleNamespace(create=create)))
     judge = judge_reward(JudgeConfig(model="m", parallel=1), client=client)
-    scores = judge([Candidate({}, user("Owls?"), text) for text in RESPONSES[:3]])
-    assert scores[0] == 8.0 and math.isnan(scores[1]) and scores[2] == 3.0
+    scores = judge([ResponseToScore({}, user("Owls?"), text) for text in RESPONSES[:3]])
+    assert scores[0] == 8.0 and math.isnan(scores[1]) and scores[2] == 2.5  # FastChat's parser: the first rating
     assert "[Request]\nOwls?" in seen[0] and RESPONSES[0] in seen[0]
     assert math.isnan(parse_rating("")) and parse_rating("[[10]]") == 10.0
 

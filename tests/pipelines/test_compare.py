@@ -6,7 +6,7 @@ import json
 from evaluators.fitness import Fitness, paired_delta
 from trainer.pipelines import compare
 
-FAST_BUDGET = {"max_steps": 1, "batch_size": 4, "max_length": 96, "max_new_tokens": 8}
+FAST_TRAIN = ["--max-steps", "1", "--batch-size", "4", "--max-length", "96"]
 
 
 def test_compare_scores_every_method_with_paired_deltas(tmp_path, verifiable_pairs_file, monkeypatch):
@@ -20,12 +20,13 @@ def test_compare_scores_every_method_with_paired_deltas(tmp_path, verifiable_pai
         "dpo",
         "--pairs",
         str(verifiable_pairs_file),
-        "--budget",
-        json.dumps(FAST_BUDGET),
+        "--method-options",
+        json.dumps({"max_new_tokens": 8}),
         "--n-heldout-topics",
         "1",
         "--max-new-tokens",
         "8",
+        *FAST_TRAIN,
     ]
     assert compare.main(argv) == 0
     report = json.loads((out / "compare.json").read_text())
@@ -40,7 +41,8 @@ def test_compare_scores_every_method_with_paired_deltas(tmp_path, verifiable_pai
     assert (
         results["dpo"]["checkpoint"] == str(out / "dpo" / "model") and results["base"]["checkpoint"] == "tiny"
     )
-    assert report["budget"]["iterations"] == 1 and report["budget"]["max_steps"] == 1
+    assert report["method_options"]["iterations"] == 1 and report["method_options"]["max_new_tokens"] == 8
+    assert report["training"]["max_steps"] == 1 and report["training"]["model"] == "tiny"
 
     monkeypatch.setattr(
         compare, "evaluate", lambda *a, **k: (_ for _ in ()).throw(AssertionError("re-scored"))

@@ -6,13 +6,13 @@ from dataclasses import replace
 import pytest
 
 from tests.pipelines.helpers import user
-from trainer.pipelines.generation import SamplingOptions, choose_backend, sample_responses
+from trainer.generation import SamplingConfig, choose_backend, sample_responses
 
 PROMPTS = [user("A much longer prompt about rivers, lakes, seas and the weather over them."), user("Hi")]
 
 
 def test_k_samples_per_prompt_reproducible_by_seed():
-    options = SamplingOptions(
+    options = SamplingConfig(
         num_samples=3, temperature=1.0, max_new_tokens=6, seed=1, backend="transformers"
     )
     first = sample_responses("tiny", PROMPTS, options)
@@ -27,6 +27,6 @@ def test_backend_choice():
         assert choose_backend("auto") == "transformers"
     assert choose_backend("transformers") == "transformers"
     with pytest.raises(ValueError, match="unknown generation backend"):
-        SamplingOptions(backend="tgi")
+        SamplingConfig(backend="tgi")
     with pytest.raises(ValueError, match="num_samples must be >= 1"):
-        SamplingOptions(num_samples=0)
+        SamplingConfig(num_samples=0)

@@ -3,20 +3,21 @@
 import pytest
 import torch
 
+from trainer.config import TrainingConfig, TrainRun
 from trainer.data import load_preference_dataset
+from trainer.logprobs import completion_logps, split_ids
 from trainer.models import load_policy
-from trainer.pipelines.scoring import completion_logps, split_ids
-from trainer.train import TrainSpec, build_config
-from trainer.trainer import PreferenceTrainer
+from trainer.trainer import PreferenceConfig, PreferenceTrainer
 
 
 def test_completion_logps_match_the_trainers_sequence_logps(tmp_path, seed_file):
     _, dataset = load_preference_dataset(seed_file)
     model, tokenizer = load_policy("tiny")
-    spec = TrainSpec(model="tiny", data=str(seed_file), output_dir=str(tmp_path), batch_size=4, max_length=96)
-    trainer = PreferenceTrainer(
-        model=model, args=build_config(spec), train_dataset=dataset, processing_class=tokenizer
+    args = PreferenceConfig.from_training(
+        TrainingConfig(model="tiny", batch_size=4, max_length=96),
+        TrainRun(data=str(seed_file), output_dir=str(tmp_path)),
     )
+    trainer = PreferenceTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
     batch = next(iter(trainer.get_train_dataloader()))
     with torch.no_grad():
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits

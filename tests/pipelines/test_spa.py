@@ -5,9 +5,9 @@ import json
 import pytest
 
 from tests.pipelines.helpers import FAST_SAMPLING, FAST_TRAIN, read_jsonl
+from trainer.logprobs import completion_logps
 from trainer.models import load_policy
 from trainer.pipelines import spa
-from trainer.pipelines.scoring import completion_logps
 
 
 def test_seed_then_two_iterations_and_a_rerun_redoes_nothing(tmp_path, seed_file, prompts_file, monkeypatch):

@@ -62,10 +62,10 @@ def test_two_iterations_resume_after_an_interrupted_training(tmp_path, sft_file,
     assert sorted(r["iteration"] for r in train_rows) == [1] * 8 + [2] * 8  # this and the previous iteration
     assert read_jsonl(out / "iter_1" / "train.jsonl") == read_jsonl(out / "iter_1" / "generated.jsonl")
     metrics = json.loads((out / "iter_2" / "model" / "metrics.json").read_text())
-    assert metrics["metrics"]["spec"]["ref_model"] == str(
+    assert metrics["metrics"]["training"]["ref_model"] == str(
         out / "iter_1" / "model"
     )  # the opponent is the reference
-    assert metrics["metrics"]["spec"]["model"] == str(out / "iter_1" / "model")
+    assert metrics["metrics"]["training"]["model"] == str(out / "iter_1" / "model")
     _, dataset = load_preference_dataset(out / "iter_2" / "train.jsonl")
     assert len(dataset) == 16
 

@@ -1,26 +1,40 @@
-"""Every sequence-level loss of the trainer's registry passes the sandbox (policy, execution, gradient tests),
-and the sandbox-compiled callable computes the same values as the registry's function."""
+"""Every sequence-level loss of the trainer's registry passes the sandbox (policy, tracing, gradient tests), and
+the loss rebuilt from its graph computes what the registry's function computes, batch of one included."""
 
 import pytest
 import torch
 
-from sandbox.compile import compile_loss
+from sandbox.interpreter import build_loss
 from sandbox.validate import validate_source
 from trainer.losses import get_loss_spec, loss_names
 
 
+@pytest.fixture(scope="module")
+def verdicts(pool):
+    return {
+        name: validate_source(get_loss_spec(name).source, entry=name, pool=pool)
+        for name in loss_names("sequence")
+    }
+
+
 @pytest.mark.parametrize("name", loss_names("sequence"))
-def test_registry_loss_is_valid(name, pool):
-    source = get_loss_spec(name).source
-    result = validate_source(source, entry=name, pool=pool)
+def test_registry_loss_is_valid(name, verdicts):
+    result = verdicts[name]
     assert result.valid, f"{name}: [{result.stage}] {result.error}"
-    assert result.fingerprint
+    assert result.fingerprint and result.graph is not None
 
 
 @pytest.mark.parametrize("name", loss_names("sequence"))
-def test_compiled_source_matches_the_registry_function(name):
-    spec = get_loss_spec(name)
-    compiled = compile_loss(spec.source, entry=name)
-    torch.manual_seed(0)
-    args = [torch.randn(6) * 5 for _ in range(4)]
-    torch.testing.assert_close(compiled(*args, 0.1), spec.build()(*args, 0.1))
+def test_graph_matches_the_registry_function(name, verdicts):
+    loss, reference = build_loss(verdicts[name].graph), get_loss_spec(name).build()
+    gen = torch.Generator().manual_seed(0)
+    for batch in (1, 2, 6, 33):
+        args = [-torch.rand(batch, generator=gen) * 300 for _ in range(4)]
+        torch.testing.assert_close(loss(*args, 0.1), reference(*args, 0.1), equal_nan=True)
+
+
+def test_batch_statistics_get_a_batch_of_one_variant(verdicts):
+    """aqfl and dbaql special-case a batch of one (`if x.numel() > 1`): two variants, guarded."""
+    for name in ("aqfl", "dbaql"):
+        assert [v["batch"] for v in verdicts[name].graph["variants"]] == ["many", "one"]
+    assert [v["batch"] for v in verdicts["sigmoid"].graph["variants"]] == ["any"]

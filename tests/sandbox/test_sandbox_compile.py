@@ -1,4 +1,5 @@
-"""compile_loss: validated source becomes a guarded callable; restricted globals and the audit guard hold."""
+"""compile_loss (source -> loss, traced in a sandbox child, rebuilt from the graph here) and the restricted
+namespace the tracing child executes candidate source in."""
 
 import builtins
 import math
@@ -7,8 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sandbox.audit import SandboxRefusal, guarded, refusal
-from sandbox.compile import compile_loss, load_namespace
+from sandbox.audit import refusal
+from sandbox.compile import LossRejected, compile_loss
+from sandbox.interpreter import GraphLoss
+from sandbox.namespace import TRACING_MATH, load_namespace
 from sandbox.policy import PolicyError
 from tests.sandbox.discopop_losses import ALL_LOSSES, LRML
 
@@ -18,40 +21,45 @@ def _inputs():
     return [-torch.rand(6, generator=gen) * 50 for _ in range(4)]
 
 
-def test_compiled_loss_matches_the_reference():
+def test_compiled_loss_is_a_graph_and_matches_the_reference(pool):
     pc, pr, rc, rr = _inputs()
-    loss = compile_loss(ALL_LOSSES["sigmoid"])
-    expected = -F.logsigmoid(0.1 * ((pc - pr) - (rc - rr)))
-    torch.testing.assert_close(loss(pc, pr, rc, rr, 0.1), expected)
-    assert loss.__name__ == "loss_fn"
+    loss = compile_loss(ALL_LOSSES["sigmoid"], pool=pool)
+    assert isinstance(loss, GraphLoss)
+    torch.testing.assert_close(loss(pc, pr, rc, rr, 0.1), -F.logsigmoid(0.1 * ((pc - pr) - (rc - rr))))
 
 
-def test_lrml_matches_its_formula():
+def test_lrml_matches_its_formula(pool):
     pc, pr, rc, rr = _inputs()
     logits = 0.1 * ((pc - pr) - (rc - rr))
     mod = torch.sigmoid(logits / 0.05)
     expected = -F.logsigmoid(logits) * (1 - mod) + torch.exp(-logits) * mod
-    torch.testing.assert_close(compile_loss(LRML)(pc, pr, rc, rr, 0.1), expected)
+    torch.testing.assert_close(compile_loss(LRML, pool=pool)(pc, pr, rc, rr, 0.1), expected)
 
 
-def test_compile_refuses_policy_violations():
+def test_compile_refuses_policy_violations(pool):
     with pytest.raises(PolicyError) as info:
-        compile_loss("import os\ndef loss_fn(a, b, c, d, beta):\n    return a - b\n")
+        compile_loss("import os\ndef loss_fn(a, b, c, d, beta):\n    return a - b\n", pool=pool)
     assert info.value.violations[0].rule == "import"
-
-
-def test_compile_needs_the_entry_function():
     with pytest.raises(PolicyError):
-        compile_loss(ALL_LOSSES["sigmoid"], entry="other")
+        compile_loss(ALL_LOSSES["sigmoid"], entry="other", pool=pool)
+
+
+def test_compile_refuses_what_cannot_be_traced(pool):
+    source = "def loss_fn(a, b, c, d, beta):\n    if (a > b).all():\n        return a\n    return b\n"
+    with pytest.raises(LossRejected, match=r"\[trace\] line 2: \[control-flow\]"):
+        compile_loss(source, pool=pool)
+
+
+def test_compile_takes_a_custom_entry(pool):
     source = ALL_LOSSES["sigmoid"].replace("def loss_fn", "def dpo")
-    assert callable(compile_loss(source, entry="dpo"))
+    assert callable(compile_loss(source, entry="dpo", pool=pool))
 
 
 def test_restricted_globals_hold_even_without_the_policy():
     namespace = load_namespace("x = 1\n")
     builtin_names = set(namespace["__builtins__"])
     assert {"open", "eval", "exec", "getattr", "print"}.isdisjoint(builtin_names)
-    assert namespace["torch"] is torch and namespace["F"] is F and namespace["math"] is math
+    assert namespace["torch"] is torch and namespace["F"] is F and namespace["math"] is TRACING_MATH
     for source in ("import os", "from torch import save", "import torch.utils", "from . import x"):
         with pytest.raises(ImportError):
             load_namespace(source)
@@ -62,36 +70,12 @@ def test_restricted_globals_hold_even_without_the_policy():
 def test_allowed_import_forms_bind_the_real_modules():
     namespace = load_namespace(
         "import torch\nimport math as m\nimport torch.nn.functional as G\nfrom torch.nn import functional\n"
-        "from torch.nn.functional import logsigmoid\nfrom math import log\n"
+        "from torch.nn.functional import logsigmoid\nfrom math import log, pi\n"
     )
-    assert namespace["G"] is F and namespace["functional"] is F and namespace["m"] is math
-    assert namespace["logsigmoid"] is F.logsigmoid and namespace["log"] is math.log
+    assert namespace["G"] is F and namespace["functional"] is F and namespace["m"] is TRACING_MATH
+    assert namespace["logsigmoid"] is F.logsigmoid and namespace["log"](1.0) == 0.0
+    assert namespace["pi"] == math.pi
     assert load_namespace("x = 1\n", restricted=False)["__builtins__"] is builtins
-
-
-def test_guard_refuses_files_processes_and_network_only_inside(tmp_path):
-    target = tmp_path / "out.txt"
-    with guarded(), pytest.raises(SandboxRefusal):
-        target.write_text("x")
-    with guarded(), pytest.raises(SandboxRefusal):
-        open("/etc/hostname").read()
-    with guarded(), pytest.raises(SandboxRefusal):
-        __import__("os").system("true")
-    with guarded(), pytest.raises(SandboxRefusal):
-        __import__("socket").socket()
-    assert not target.exists()
-    target.write_text("outside the guard")  # the process-wide hook is inert outside it
-    assert target.read_text() == "outside the guard"
-
-
-def test_guard_covers_the_compiled_call(tmp_path):
-    """Whatever runs inside a compiled loss (here a callback passed in as beta) runs under the guard."""
-    loss = compile_loss("def loss_fn(a, b, c, d, beta):\n    return beta()\n")
-    target = tmp_path / "f"
-    with pytest.raises(SandboxRefusal):
-        loss(None, None, None, None, lambda: target.write_text("x"))
-    assert not target.exists()
-    assert loss(None, None, None, None, lambda: 3) == 3
 
 
 def test_refusal_rules():

@@ -5,9 +5,10 @@ import signal
 import threading
 import time
 
-from sandbox.executor import SandboxPool, session_processes
-from sandbox.isolation import Limits
+from sandbox.executor import SandboxPool, Zygote, session_processes
+from sandbox.isolation import PROPERTIES, Limits
 from tests.sandbox.discopop_losses import ALL_LOSSES
+from tests.security.attack_kit import at_rest
 
 
 def test_a_dead_zygote_is_replaced():
@@ -33,7 +34,7 @@ def test_close_leaves_no_process_and_the_pool_starts_again_on_use():
     assert pool.zygote_pids == []  # not started yet: the first request starts it
     assert pool.execute(ALL_LOSSES["ipo"]).valid
     pid = pool.zygote_pids[0]
-    assert session_processes(pid) == [pid]
+    assert at_rest(pid) and len(session_processes(pid)) == 2  # the zygote and its checker
     pool.close()
     assert session_processes(pid) == [] and pool.zygote_pids == []
     assert pool.execute(ALL_LOSSES["ipo"]).valid
@@ -55,7 +56,13 @@ def test_threads_share_one_pool(pool):
 
 
 def test_isolation_report(pool):
-    assert set(pool.isolation) == {"network_namespace", "read_only_filesystem", "subreaper"}
+    assert set(pool.isolation) == set(PROPERTIES)
+    assert pool.execute(ALL_LOSSES["sigmoid"]).isolation_missing == pool.isolation_missing
+
+
+def test_a_trace_only_request_returns_the_graph_untested(pool):
+    result = pool.trace("def loss_fn(a, b, c, d, beta):\n    return beta * (a - b)\n")  # wrong direction
+    assert result.valid and result.graph is not None and result.fingerprint is None
 
 
 def test_printed_output_is_captured(pool):
@@ -64,3 +71,16 @@ def test_printed_output_is_captured(pool):
         source.replace("import torch.nn.functional as F", "print('hello from the child')")
     )
     assert result.valid and "hello from the child" in result.output
+
+
+def test_missing_isolation_is_reported_loudly(monkeypatch, caplog):
+    """A machine that cannot give the children a property: a warning when the zygote starts, and the gap on
+    every result (here the zygote's greeting is replaced by one that reports no seccomp)."""
+    hello = {"ready": True, "isolation": {**dict.fromkeys(PROPERTIES, True), "seccomp": False}, "probe": {}}
+    monkeypatch.setattr(Zygote, "_read_reply", lambda self, deadline: hello)
+    pool = SandboxPool()
+    with caplog.at_level("WARNING", logger="sandbox"):
+        pool.start()
+    pool.close()
+    assert "sandbox children run WITHOUT seccomp" in caplog.text
+    assert pool.isolation_missing == ("seccomp",)

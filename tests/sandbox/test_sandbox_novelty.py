@@ -1,11 +1,16 @@
-"""Novelty keys: equivalent losses written differently collide, different losses do not."""
+"""Novelty keys, both taken from the traced graph: equivalent losses written differently collide, different
+losses do not, the fingerprint is float32 behaviour, and the canonical form is what the graph computes."""
 
 import itertools
 
 import pytest
+import torch
 
-from sandbox.compile import load_namespace
-from sandbox.novelty import _quantize, canonical_form, fingerprint
+from sandbox.contract import SEQUENCE
+from sandbox.interpreter import build_loss
+from sandbox.namespace import load_namespace
+from sandbox.novelty import _quantize, _quantize_column, canonical_form, fingerprint
+from sandbox.tracer import trace_loss
 from tests.sandbox.discopop_losses import ALL_LOSSES
 
 HEADER = "def loss_fn(pc, pr, rc, rr, beta):\n    x = (pc - pr) - (rc - rr)\n"
@@ -15,8 +20,16 @@ def _src(expression: str) -> str:
     return f"{HEADER}    return {expression}\n"
 
 
+def _graph(source: str):
+    return trace_loss(load_namespace(source)["loss_fn"], SEQUENCE)
+
+
 def _fp(source: str) -> str:
-    return fingerprint(load_namespace(source)["loss_fn"])
+    return fingerprint(build_loss(_graph(source)))
+
+
+def _form(source: str) -> str | None:
+    return canonical_form(_graph(source))
 
 
 LRML_REWRITTEN = """
@@ -111,14 +124,14 @@ def test_enough_pairs():
 def test_equivalent_losses_collide(a, b, same_form):
     assert _fp(a) == _fp(b)
     if same_form:
-        assert canonical_form(a) is not None
-        assert canonical_form(a) == canonical_form(b)
+        assert _form(a) is not None
+        assert _form(a) == _form(b)
 
 
 @pytest.mark.parametrize(("a", "b"), [p[1:] for p in DISTINCT], ids=[p[0] for p in DISTINCT])
 def test_distinct_losses_do_not_collide(a, b):
     assert _fp(a) != _fp(b)
-    form_a, form_b = canonical_form(a), canonical_form(b)
+    form_a, form_b = _form(a), _form(b)
     assert form_a is None or form_b is None or form_a != form_b
 
 
@@ -129,21 +142,37 @@ def test_reference_losses_are_pairwise_distinct():
 
 
 def test_canonical_forms():
-    assert canonical_form(ALL_LOSSES["sigmoid"]) == "log(1 + exp(-beta*margin))"
-    assert canonical_form(ALL_LOSSES["hinge"]) == "Max(0, -beta*margin + 1)"
-    assert canonical_form(ALL_LOSSES["ipo"]) == "margin**2 - margin/beta + 1/(4*beta**2)"
+    assert _form(ALL_LOSSES["sigmoid"]) == "log(1 + exp(-beta*margin))"
+    assert _form(ALL_LOSSES["hinge"]) == "Max(0, -beta*margin + 1)"
+    assert _form(ALL_LOSSES["ipo"]) == "margin**2 - margin/beta + 1/(4*beta**2)"
     for name in ("aql", "aqfl", "dbaql"):  # batch statistics have no closed form
-        assert canonical_form(ALL_LOSSES[name]) is None
-    assert canonical_form(_src("sum(v for v in x)")) is None
-    assert canonical_form("def loss_fn(a, b, c, d, beta):\n    return 2 ** 10 ** 10\n") is None
-    assert canonical_form("not python") is None
+        assert _form(ALL_LOSSES[name]) is None
+    assert _form(_src("x[0:1] * 0 + x")) is None  # indexing is not modelled
+
+
+def test_the_canonical_form_is_what_python_computed():
+    """Constant conditions are decided by Python while tracing; sympy never sees them."""
+    forged = _src("-F.logsigmoid(beta * x) if 0.1 + 0.2 == 0.3 else torch.relu(1 - beta * x)")
+    assert _form(forged) == "Max(0, -beta*margin + 1)"
+    assert _fp(forged) == _fp(_src("torch.relu(1 - beta * x)"))
+
+
+def test_the_fingerprint_is_float32_behaviour():
+    """A factor that is exactly 1 in float32 (1e-60 underflows) and 1.01 in float64 changes nothing."""
+    clone = _src("-F.logsigmoid(beta * x) * (1 + torch.ones_like(x) * 1e-30 * 1e-30 * 1e30 * 1e28)")
+    assert _fp(clone) == _fp(_src("-F.logsigmoid(beta * x)"))
+    grid = [-torch.rand(5, dtype=torch.float64) * 50 for _ in range(4)]
+    assert not torch.allclose(
+        build_loss(_graph(clone))(*grid, 0.1), build_loss(_graph(_src("-F.logsigmoid(beta * x)")))(*grid, 0.1)
+    )
 
 
 def test_rounding_is_robust_to_float_noise():
-    assert _quantize(0.123456) == "1.235e-01"
-    assert _quantize(0.123456 * (1 + 1e-12)) == _quantize(0.123456 * (1 - 1e-12))
+    assert _quantize(0.123456) == "1.23e-01"
+    assert _quantize(0.123456 * (1 + 1e-7)) == _quantize(0.123456 * (1 - 1e-7))
     assert _quantize(1e-12) == _quantize(-1e-12) == _quantize(0.0) == _quantize(-0.0) == "0"
     assert _quantize(float("nan")) == "nan" and _quantize(float("-inf")) == "-inf"
+    assert _quantize_column([2.0, 1e-5, -3e-4]) == "2.00e+00,0,-3.00e-04"  # below 1e-4 of the largest: noise
     base = _src("-F.logsigmoid(beta * x)")
     noisy = _src("-F.logsigmoid(beta * x) * (1 + 1e-12) + 1e-13")
     assert _fp(base) == _fp(noisy)
@@ -153,7 +182,7 @@ def test_sandbox_fingerprints_match_in_process_ones(pool):
     for name in ("sigmoid", "lrml", "aqfl"):
         result = pool.execute(ALL_LOSSES[name])
         assert result.fingerprint == _fp(ALL_LOSSES[name])
-        assert result.canonical_form == canonical_form(ALL_LOSSES[name])
+        assert result.canonical_form == _form(ALL_LOSSES[name])
 
 
 def test_slow_canonical_form_is_abandoned_not_fatal(pool):

@@ -1,4 +1,5 @@
-"""The static policy: what it accepts, and the line and rule it reports for what it refuses."""
+"""The static policy: what it accepts (and the sandbox then traces), and the line and rule it reports for what it
+refuses."""
 
 import pytest
 
@@ -33,11 +34,11 @@ ACCEPTED = {
     "constants-and-helper": _loss(
         "    return helper(beta * ((pc - pr) - (rc - rr)))\n",
         "TAU = 0.05\nEPS = -1e-6 + 2 * 3\nSCALE = 10 ** -3\n\ndef helper(z, tau=TAU):\n"
-        '    """A docstring."""\n    return -F.logsigmoid(z) * torch.sigmoid(z / tau)\n',
+        '    """A docstring."""\n    return -F.logsigmoid(z / tau) * (1 + 0 * SCALE)\n',
     ),
     "control-flow": _loss(
         "    total = 0.0\n    for k in range(3):\n        if k > 1:\n            break\n        total += k\n"
-        "    while False:\n        pass\n    assert beta > 0\n"
+        "    while False:\n        pass\n    assert 0.1 > 0\n"
         "    x = torch.where(pc > pr, pc - pr, (pc - pr) * 2.0)\n"
         "    return torch.relu(1 - beta * x) + total\n"
     ),
@@ -48,12 +49,21 @@ ACCEPTED = {
     ),
     "tensor-methods": _loss(
         "    x = ((pc - pr) - (rc - rr)).float()\n    s = x.std() if x.numel() > 1 else x.sum() * 0\n"
-        "    eps = torch.finfo(x.dtype).eps\n    y = x.clamp(min=-50.0).to(torch.float32).detach() * 0\n"
+        "    eps = torch.finfo(torch.float32).eps\n    y = x.clamp(min=-50.0).to(torch.float32).detach() * 0\n"
         "    return -F.logsigmoid(beta * x) + y + s * 0 + eps\n"
     ),
     "keyword-arguments": _loss(
         "    x = (pc - pr) - (rc - rr)\n"
         "    return F.binary_cross_entropy_with_logits(beta * x, torch.ones_like(x), reduction='none')\n"
+    ),
+    "fresh-augmented-assignment": _loss(
+        "    x = (pc - pr) - (rc - rr)\n    loss = -F.logsigmoid(beta * x)\n    loss += 0.1 * torch.relu(-x)\n"
+        "    total = torch.zeros_like(x)\n    total -= x\n    return loss + 0 * total\n"
+    ),
+    "constant-defaults": _loss(
+        "    return helper(beta * ((pc - pr) - (rc - rr)))\n",
+        "TAU = 0.5\n\ndef helper(z, tau=TAU, scale=-1.0, mode='none', pair=(1, 2), unused=None):\n"
+        "    return -F.logsigmoid(z) * tau * -scale\n",
     ),
     "literal-fstring-and-walrus": _loss(
         '    label = f"{1}"\n    if (n := 2) > 1:\n        pass\n'
@@ -88,6 +98,14 @@ REFUSED = {
     "async": (_loss(header="async def helper():\n    pass"), 1, "module-level"),
     "yield": (_loss("    yield pc\n"), 3, "expression"),
     "torch-nn": (_loss("    y = torch.nn.Linear(2, 2)\n" + DPO_BODY), 3, "attribute"),
+    "dunder-import-alias": (_loss(header="import torch as __builtins__"), 1, "dunder"),
+    "private-name": (_loss("    y = _C\n" + DPO_BODY), 3, "private"),
+    "module-annotation": (_loss(header="TAU: float = 0.5"), 1, "module-level"),
+    "mutable-default": ("def loss_fn(pc, pr, rc, rr, beta, seen=[]):\n" + DPO_BODY, 1, "default"),
+    "out-keyword": (_loss("    y = torch.exp(pc, out=pc)\n" + DPO_BODY), 3, "in-place"),
+    "augmented-parameter": (_loss("    pc *= 2\n" + DPO_BODY), 3, "in-place"),
+    "augmented-view": (_loss("    y = pc.view(-1)\n    y += 1\n" + DPO_BODY), 4, "in-place"),
+    "slice-assignment": (_loss("    y = pc * 1\n    y[0:2] = 0.0\n" + DPO_BODY), 4, "in-place"),
 }
 
 

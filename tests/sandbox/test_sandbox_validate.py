@@ -1,4 +1,5 @@
-"""validate_source and the CLI: the reference losses pass; each stage reports its own failures."""
+"""validate_source and the CLI: the reference losses pass and carry their graph; each stage reports its own
+failures."""
 
 import json
 import subprocess
@@ -6,6 +7,7 @@ import sys
 
 import pytest
 
+from sandbox.graph import LossGraph
 from sandbox.validate import ValidationResult, validate_source
 from tests.sandbox.discopop_losses import ALL_LOSSES
 
@@ -17,6 +19,8 @@ def test_reference_losses_are_valid(pool, name):
     assert (result.stage, result.error) == (None, None)
     assert len(result.fingerprint) == 16
     assert result.seconds < 5
+    assert LossGraph.from_json(result.graph).contract == "sequence"
+    assert result.isolation_missing == pool.isolation_missing
 
 
 STAGES = {
@@ -32,6 +36,11 @@ STAGES = {
         "gradient_tests",
         "direction[random",
     ),
+    "trace": (
+        "def loss_fn(a, b, c, d, beta):\n    if beta > 0.5:\n        return a\n    return a - b\n",
+        "trace",
+        "line 2: [control-flow]",
+    ),
 }
 
 
@@ -42,13 +51,16 @@ def test_failures_name_their_stage(pool, source, stage, fragment):
     assert result.stage == stage
     assert fragment in result.error
     assert result.fingerprint is None and result.canonical_form is None
+    traced = stage == "gradient_tests" or fragment == "RuntimeError"  # it traced; its graph failed the tests
+    assert (result.graph is not None) == traced
 
 
 def test_execution_errors_point_at_the_candidate_line(pool):
     source = "def loss_fn(a, b, c, d, beta):\n    y = a.sum()\n    return torch.log(y) @ b\n"
     result = validate_source(source, pool=pool)
     assert result.stage == "execution"
-    assert "(line 3: `return torch.log(y) @ b`) on the 'random' inputs" in result.error
+    assert result.error.startswith("line 3: `operator.matmul` failed: RuntimeError")
+    assert result.error.endswith("on the 'random' inputs")
 
 
 def test_custom_entry_for_registry_functions(pool):
@@ -69,8 +81,11 @@ def test_json_shape():
         "stage": "policy",
         "error": "policy: line 1: [import] x",
         "fingerprint": None,
+        "canonical_form": None,
+        "isolation_missing": [],
         "seconds": 0.1235,
     }
+    assert result.to_json(with_graph=True)["graph"] is None
 
 
 def _cli(*args):
@@ -84,11 +99,22 @@ def test_cli_exit_codes_and_json(tmp_path):
     valid.write_text(ALL_LOSSES["lrml"])
     invalid.write_text("import socket\ndef loss_fn(a, b, c, d, beta):\n    return a - b\n")
 
-    ok = _cli(str(valid), "--json")
+    ok = _cli(str(valid), "--json", "--graph")
     assert ok.returncode == 0, ok.stderr
     payload = json.loads(ok.stdout)
-    assert set(payload) == {"valid", "stage", "error", "fingerprint", "seconds"}
+    keys = {
+        "valid",
+        "stage",
+        "error",
+        "fingerprint",
+        "canonical_form",
+        "isolation_missing",
+        "seconds",
+        "graph",
+    }
+    assert set(payload) == keys
     assert payload["valid"] is True and payload["stage"] is None and len(payload["fingerprint"]) == 16
+    assert LossGraph.from_json(payload["graph"]).variants
 
     bad = _cli(str(invalid), "--json")
     assert bad.returncode == 1

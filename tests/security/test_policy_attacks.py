@@ -3,7 +3,20 @@
 import pytest
 
 from sandbox.validate import validate_source
-from tests.security.attack_kit import loss_source
+from tests.security.attack_kit import MARGIN, RETURN, loss_source
+
+DEFAULTS_SIGNATURE = (
+    "def loss_fn(\n"
+    "    policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, beta,\n"
+    "    {default}\n"
+    "):\n"
+)
+
+
+def with_default(default: str, body: str = "") -> str:
+    """A DPO loss with one more parameter, `default` (e.g. 'calls=[0]')."""
+    return DEFAULTS_SIGNATURE.format(default=default) + MARGIN + body + RETURN
+
 
 # (id, source, the policy rule that must be reported)
 ATTACKS = [
@@ -108,6 +121,63 @@ ATTACKS = [
     ("no-entry", "def not_the_loss(a, b, c, d, beta):\n    return a - b\n", "entry"),
     ("oversized-source", loss_source("    y = 0\n" * 3000), "size"),
     ("deep-nesting", loss_source("    y = " + "(" * 400 + "1" + ")" * 400 + "\n"), "syntax"),
+    # issue 13: dunder names through import aliases, bare private names
+    ("import-alias-dunder", loss_source(header="import torch as __builtins__"), "dunder"),
+    (
+        "from-import-alias-dunder",
+        loss_source(header="from torch.nn import functional as __builtins__"),
+        "dunder",
+    ),
+    ("module-alias-dunder", loss_source(header="import torch.nn.functional as __loader__"), "dunder"),
+    ("math-alias-dunder-in-function", loss_source("    import math as __builtins__\n"), "dunder"),
+    ("from-import-name-dunder", loss_source(header="from math import log as __import__"), "dunder"),
+    ("bare-private-name", loss_source("    y = _C\n"), "private"),
+    ("private-binding", loss_source("    _helper = x * 2\n"), "private"),
+    ("private-import-alias", loss_source(header="import torch as _t"), "private"),
+    ("private-function", loss_source(header="def _load(x):\n    return x"), "private"),
+    ("private-keyword", loss_source("    y = F.softplus(x, _stacklevel=3)\n"), "dunder"),
+    # issue 13: module-level annotations (evaluated, and stored in a module dict)
+    ("module-annotation", loss_source(header="SCALE: float = 0.5"), "module-level"),
+    ("module-annotation-expression", loss_source(header="SCALE: print(1) = 0.5"), "module-level"),
+    ("module-bare-annotation", loss_source(header="SCALE: torch.save"), "module-level"),
+    # issue 13: the six ways to write into the caller's tensors
+    ("augassign-argument", loss_source("    policy_chosen_logps += 1.0\n"), "in-place"),
+    ("augassign-alias", loss_source("    y = policy_chosen_logps\n    y *= 0\n"), "in-place"),
+    ("augassign-view", loss_source("    y = policy_chosen_logps.view(-1)\n    y -= 1\n"), "in-place"),
+    ("augassign-float-alias", loss_source("    y = policy_chosen_logps.float()\n    y += 1\n"), "in-place"),
+    ("augassign-detach-alias", loss_source("    y = policy_chosen_logps.detach()\n    y += 1\n"), "in-place"),
+    ("augassign-or-alias", loss_source("    y = policy_chosen_logps or x\n    y += 1\n"), "in-place"),
+    ("alias-slice-assignment", loss_source("    y = policy_chosen_logps\n    y[:] = 0\n"), "in-place"),
+    ("chained-subscript-assignment", loss_source("    policy_chosen_logps[:][0] = 0\n"), "in-place"),
+    ("subscript-augassign", loss_source("    policy_rejected_logps[0:2] += 1\n"), "in-place"),
+    ("out-keyword", loss_source("    torch.add(x, 1, out=policy_chosen_logps)\n"), "in-place"),
+    ("out-resize", loss_source("    torch.cat([x, x], out=policy_chosen_logps)\n"), "in-place"),
+    ("detach-write", loss_source("    policy_chosen_logps.detach().zero_()\n"), "attribute"),
+    ("detach-slice-write", loss_source("    policy_chosen_logps.detach()[0] = 0.0\n"), "in-place"),
+    ("inplace-keyword", loss_source("    y = F.relu(x, inplace=True)\n"), "in-place"),
+    ("inplace-method", loss_source("    policy_chosen_logps.add_(1)\n"), "attribute"),
+    # issue 13: state kept across calls
+    ("mutable-default-counter", with_default("calls=[0]", "    calls[0] = calls[0] + 1\n"), "default"),
+    ("dict-default", with_default("state={}"), "default"),
+    ("tensor-default", with_default("w=torch.ones_like"), "default"),
+    ("call-default", with_default("scale=abs(-1)"), "default"),
+    # issue 13: global torch state and grad-mode sleepers
+    ("set-grad-enabled", loss_source("    torch.set_grad_enabled(False)\n"), "attribute"),
+    ("set-default-dtype", loss_source("    torch.set_default_dtype(torch.float64)\n"), "attribute"),
+    ("set-num-threads", loss_source("    torch.set_num_threads(64)\n"), "attribute"),
+    ("module-level-seed", loss_source(header="torch.manual_seed(0)"), "module-level"),
+    ("no-grad-block", loss_source("    with torch.no_grad():\n        x = x * 0\n"), "statement"),
+    (
+        "is-grad-enabled-sleeper",
+        loss_source("    if not torch.is_grad_enabled():\n        x = x * 0\n"),
+        "attribute",
+    ),
+    (
+        "requires-grad-sleeper",
+        loss_source("    if not policy_chosen_logps.requires_grad:\n        x = x * 0\n"),
+        "attribute",
+    ),
+    ("item-sleeper", loss_source("    if x.sum().item() == 0:\n        x = -x\n"), "attribute"),
 ]
 
 

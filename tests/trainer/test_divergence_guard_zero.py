@@ -23,18 +23,18 @@ with socket.socket() as sock:
     port = sock.getsockname()[1]
 os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", LOCAL_WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
                   MASTER_PORT=str(port), ACCELERATE_USE_DEEPSPEED="true")
+from trainer.config import TrainingConfig, TrainRun
 from trainer.data import load_preference_dataset
 from trainer.models import load_policy
-from trainer.train import TrainSpec, build_config
-from trainer.trainer import CandidateDiverged, PreferenceTrainer
+from trainer.trainer import CandidateDiverged, PreferenceConfig, PreferenceTrainer
 
 data, out, loss_name = sys.argv[1:4]
 zero2 = {"zero_optimization": {"stage": 2}, "train_micro_batch_size_per_gpu": "auto", "train_batch_size": "auto",
          "gradient_accumulation_steps": "auto", "gradient_clipping": "auto", "zero_allow_untested_optimizer": True,
          "bf16": {"enabled": False}, "fp16": {"enabled": False}}
-spec = TrainSpec(model="tiny", data=data, output_dir=out, learning_rate=1e-3, batch_size=4, max_steps=2,
-                 save_model=False)
-args = dataclasses.replace(build_config(spec), deepspeed=zero2, use_cpu=False)
+training = TrainingConfig(model="tiny", learning_rate=1e-3, batch_size=4, max_steps=2)
+run = TrainRun(data=data, output_dir=out, save_model=False)
+args = dataclasses.replace(PreferenceConfig.from_training(training, run), deepspeed=zero2, use_cpu=False)
 
 
 def sqrt_at_zero(pc, pr, rc, rr, beta):  # value: DPO's; gradient: infinite (d sqrt(u) at u = 0)

@@ -9,20 +9,28 @@ import torch
 from transformers import AutoModelForCausalLM
 from trl import DPOConfig, DPOTrainer
 
+from trainer.config import TrainingConfig, TrainRun
 from trainer.data import load_preference_dataset
 from trainer.losses import loss_names
 from trainer.models import load_policy
-from trainer.train import TrainSpec, build_config, run_training
-from trainer.trainer import CandidateDiverged, PreferenceTrainer
+from trainer.train import run_training
+from trainer.trainer import CandidateDiverged, PreferenceConfig, PreferenceTrainer
 
 
-def _spec(tmp_path, data, **overrides) -> TrainSpec:
-    base = dict(
-        model="tiny", data=str(data), output_dir=str(tmp_path / "out"), learning_rate=1e-3, batch_size=4,
-        max_steps=20, save_model=False,
+def _training(**overrides) -> TrainingConfig:
+    return TrainingConfig(
+        **{"model": "tiny", "learning_rate": 1e-3, "batch_size": 4, "max_steps": 20, **overrides}
     )
-    base.update(overrides)
-    return TrainSpec(**base)
+
+
+def _run(tmp_path, data, ref_cache_dir=None) -> TrainRun:
+    return TrainRun(
+        data=str(data), output_dir=str(tmp_path / "out"), ref_cache_dir=ref_cache_dir, save_model=False
+    )
+
+
+def _train(tmp_path, data, ref_cache_dir=None, loss_fn=None, **overrides):
+    return run_training(_training(**overrides), _run(tmp_path, data, ref_cache_dir), loss=loss_fn)
 
 
 def _first_batch(trainer):
@@ -32,15 +40,24 @@ def _first_batch(trainer):
 def test_sigmoid_matches_trl_dpo_trainer_on_the_same_batch(tmp_path, preference_file):
     _, dataset = load_preference_dataset(preference_file)
     dataset = dataset.remove_columns(["chosen_span", "rejected_span"])
-    spec = _spec(tmp_path, preference_file)
+    spec = _training()
+    args = PreferenceConfig.from_training(spec, _run(tmp_path, preference_file))
     model, tokenizer = load_policy("tiny")
-    ours = PreferenceTrainer(model=model, args=build_config(spec), train_dataset=dataset, processing_class=tokenizer)
+    ours = PreferenceTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
     trl_model, trl_tokenizer = load_policy("tiny")
     trl_args = DPOConfig(
-        output_dir=str(tmp_path / "trl"), beta=spec.beta, per_device_train_batch_size=4, max_length=spec.max_length,
-        report_to="none", use_cpu=True, bf16=False, seed=0,
+        output_dir=str(tmp_path / "trl"),
+        beta=spec.beta,
+        per_device_train_batch_size=4,
+        max_length=spec.max_length,
+        report_to="none",
+        use_cpu=True,
+        bf16=False,
+        seed=0,
     )
-    reference = DPOTrainer(model=trl_model, args=trl_args, train_dataset=dataset, processing_class=trl_tokenizer)
+    reference = DPOTrainer(
+        model=trl_model, args=trl_args, train_dataset=dataset, processing_class=trl_tokenizer
+    )
     batch = _first_batch(reference)
     assert torch.equal(batch["input_ids"], _first_batch(ours)["input_ids"])
     ours_loss = ours.compute_loss(ours.model, batch)
@@ -59,7 +76,7 @@ def _data_for(loss: str, preference_file, spin_file, granular_file):
 @pytest.mark.parametrize("loss", loss_names())
 def test_twenty_steps_lower_the_training_loss(tmp_path, loss, preference_file, spin_file, granular_file):
     data = _data_for(loss, preference_file, spin_file, granular_file)
-    result = run_training(_spec(tmp_path, data, loss=loss))
+    result = _train(tmp_path, data, loss=loss)
     assert result.steps == 20
     early, late = sum(result.losses[:3]) / 3, sum(result.losses[-3:]) / 3
     assert late < early, f"{loss}: loss went {early:.4f} -> {late:.4f}"
@@ -67,9 +84,9 @@ def test_twenty_steps_lower_the_training_loss(tmp_path, loss, preference_file, s
 
 def test_reference_cache_is_computed_once_and_matches_the_live_reference(tmp_path, preference_file):
     cache = tmp_path / "refcache"
-    first = run_training(_spec(tmp_path, preference_file, ref_cache_dir=str(cache), max_steps=4))
-    second = run_training(_spec(tmp_path, preference_file, ref_cache_dir=str(cache), max_steps=4, loss="hinge"))
-    live = run_training(_spec(tmp_path, preference_file, max_steps=4))
+    first = _train(tmp_path, preference_file, ref_cache_dir=str(cache), max_steps=4)
+    second = _train(tmp_path, preference_file, ref_cache_dir=str(cache), max_steps=4, loss="hinge")
+    live = _train(tmp_path, preference_file, max_steps=4)
     assert first.metrics["ref_cache_hit"] is False and second.metrics["ref_cache_hit"] is True
     assert len(list(cache.glob("*.pt"))) == 1
     # with the same seed and data, cached and live reference give the same first loss
@@ -78,12 +95,12 @@ def test_reference_cache_is_computed_once_and_matches_the_live_reference(tmp_pat
 
 def test_cache_key_changes_with_the_data(tmp_path, preference_file, spin_file):
     cache = tmp_path / "refcache"
-    run_training(_spec(tmp_path, preference_file, ref_cache_dir=str(cache), max_steps=1))
-    run_training(_spec(tmp_path, preference_file, ref_cache_dir=str(cache), max_steps=1, max_length=40))
-    run_training(_spec(tmp_path, spin_file, ref_cache_dir=str(cache), max_steps=1))
+    _train(tmp_path, preference_file, ref_cache_dir=str(cache), max_steps=1)
+    _train(tmp_path, preference_file, ref_cache_dir=str(cache), max_steps=1, max_length=40)
+    _train(tmp_path, spin_file, ref_cache_dir=str(cache), max_steps=1)
     assert len(list(cache.glob("*.pt"))) == 2  # spin data tokenizes to the same pairs as the preference data
     with pytest.raises(ValueError, match="no train pairs left"):
-        run_training(_spec(tmp_path, preference_file, ref_cache_dir=str(cache), max_steps=1, max_length=8))
+        _train(tmp_path, preference_file, ref_cache_dir=str(cache), max_steps=1, max_length=8)
 
 
 def test_non_finite_loss_raises_candidate_diverged(tmp_path, preference_file):
@@ -91,7 +108,7 @@ def test_non_finite_loss_raises_candidate_diverged(tmp_path, preference_file):
         return (pc - pr) * float("nan")
 
     with pytest.raises(CandidateDiverged, match="step 1: the loss is nan"):
-        run_training(_spec(tmp_path, preference_file), loss=nan_loss)
+        _train(tmp_path, preference_file, loss_fn=nan_loss)
 
 
 def test_non_finite_gradient_raises_candidate_diverged(tmp_path, preference_file):
@@ -99,7 +116,7 @@ def test_non_finite_gradient_raises_candidate_diverged(tmp_path, preference_file
         return torch.sqrt((pc - pc.detach()) ** 2) - torch.nn.functional.logsigmoid(beta * (pc - pr))
 
     with pytest.raises(CandidateDiverged, match="step 1: the gradient norm is nan"):
-        run_training(_spec(tmp_path, preference_file), loss=sqrt_at_zero)
+        _train(tmp_path, preference_file, loss_fn=sqrt_at_zero)
 
 
 def test_wrong_shape_is_a_clear_error(tmp_path, preference_file):
@@ -107,14 +124,14 @@ def test_wrong_shape_is_a_clear_error(tmp_path, preference_file):
         return (pc - pr).mean()
 
     with pytest.raises(ValueError, match=r"must return a tensor of shape \(4,\), got \(\)"):
-        run_training(_spec(tmp_path, preference_file), loss=scalar_loss)
+        _train(tmp_path, preference_file, loss_fn=scalar_loss)
 
 
 def test_granular_token_weights_follow_the_span(tmp_path, granular_file):
     _, dataset = load_preference_dataset(granular_file)
     model, tokenizer = load_policy("tiny")
-    spec = _spec(tmp_path, granular_file, loss="granular")
-    trainer = PreferenceTrainer(model=model, args=build_config(spec), train_dataset=dataset, processing_class=tokenizer)
+    args = PreferenceConfig.from_training(_training(loss="granular"), _run(tmp_path, granular_file))
+    trainer = PreferenceTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
     row = trainer.train_dataset[0]  # flag -1: the span "7" sits in the rejected answer
     assert 0 < sum(row["rejected_weights"]) < len(row["rejected_weights"])
     assert all(w == 1.0 for w in row["chosen_weights"])
@@ -128,9 +145,26 @@ def test_granular_token_weights_follow_the_span(tmp_path, granular_file):
 def test_cli_writes_a_loadable_checkpoint_and_metrics(tmp_path, preference_file):
     out = tmp_path / "cli"
     proc = subprocess.run(
-        [sys.executable, "-m", "trainer.train", "--loss", "ipo", "--data", str(preference_file), "--model", "tiny",
-         "--max-steps", "3", "--output-dir", str(out), "--batch-size", "4"],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "trainer.train",
+            "--loss",
+            "ipo",
+            "--data",
+            str(preference_file),
+            "--model",
+            "tiny",
+            "--max-steps",
+            "3",
+            "--output-dir",
+            str(out),
+            "--batch-size",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "ipo: 3 steps" in proc.stdout

@@ -1,7 +1,7 @@
-"""Multi-process training of one ``TrainSpec``: ``accelerate launch`` with DeepSpeed ZeRO (or plain DDP).
+"""Multi-process training of one ``TrainingConfig``: ``accelerate launch`` with DeepSpeed ZeRO (or plain DDP).
 
-    plan = launch_plan(deepspeed="zero3", gpus=torch.cuda.device_count())
-    result = train_distributed(spec, work_dir, num_processes=plan.num_processes, deepspeed=plan.deepspeed)
+    plan = launch_plan(training.deepspeed, gpus=torch.cuda.device_count())
+    result = train_distributed(training, run, work_dir, num_processes=plan.num_processes, deepspeed=plan.deepspeed)
 
 ``launch_plan`` decides: DeepSpeed on all visible GPUs when a config is named, DDP on several GPUs without one,
 in-process training on one GPU without DeepSpeed or on a CPU (a named config is then ignored, with a note). Inside
@@ -11,7 +11,7 @@ The parent writes ``job.json`` and ``accelerate.yaml`` into ``work_dir`` and run
 
     python -m accelerate.commands.launch --config_file accelerate.yaml -m trainer.deepspeed.launch job.json
 
-Every rank builds the loss (``spec.loss`` from the registry, or the candidate ``code`` compiled by the sandbox) and
+Every rank builds the loss (``training.loss`` from the registry, or the candidate ``code`` compiled by the sandbox) and
 calls ``run_training``; rank 0 writes ``result.json`` (or ``diverged.json`` when the loss or gradient went
 non-finite, re-raised here as ``CandidateDiverged``). The launcher's output goes to ``work_dir/train.log``; it
 gets a parent-death signal, so killing the caller (a Ray task past its timeout) stops the ranks too.
@@ -24,8 +24,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
@@ -33,9 +31,11 @@ from pathlib import Path
 
 import yaml
 
+from trainer.config import TrainingConfig, TrainRun
 from trainer.deepspeed import accelerate_config
-from trainer.losses import LossSpec, discovered_loss_spec
-from trainer.train import TrainResult, TrainSpec, run_training
+from trainer.losses.discovered import candidate_loss
+from trainer.processes import die_with_parent, free_port
+from trainer.train import TrainResult, run_training
 from trainer.trainer import CandidateDiverged
 
 RESULT_FILE = "result.json"
@@ -45,9 +45,12 @@ LOG_TAIL_CHARS = 4000
 
 @dataclass(frozen=True)
 class DistributedJob:
-    spec: TrainSpec
+    training: TrainingConfig
+    run: TrainRun
     name: str
-    code: str | None = None  # candidate source (sequence-level contract); None: spec.loss from the registry
+    code: str | None = (
+        None  # candidate source (sequence-level contract); None: training.loss from the registry
+    )
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -55,7 +58,12 @@ class DistributedJob:
     @classmethod
     def from_json(cls, text: str) -> DistributedJob:
         data = json.loads(text)
-        return cls(spec=TrainSpec(**data["spec"]), name=data["name"], code=data["code"])
+        return cls(
+            training=TrainingConfig.from_dict(data["training"]),
+            run=TrainRun(**data["run"]),
+            name=data["name"],
+            code=data["code"],
+        )
 
 
 @dataclass(frozen=True)
@@ -72,7 +80,9 @@ class LaunchPlan:
 def launch_plan(deepspeed: str | None, gpus: int) -> LaunchPlan:
     """How to train on this machine: DeepSpeed on all GPUs when asked, DDP on several, else in this process."""
     if gpus == 0:
-        note = f"no CUDA device: training in this process without DeepSpeed ({deepspeed})" if deepspeed else None
+        note = (
+            f"no CUDA device: training in this process without DeepSpeed ({deepspeed})" if deepspeed else None
+        )
         return LaunchPlan("in_process", note=note)
     if deepspeed is not None:
         return LaunchPlan("accelerate", gpus, deepspeed)
@@ -81,35 +91,33 @@ def launch_plan(deepspeed: str | None, gpus: int) -> LaunchPlan:
     return LaunchPlan("in_process")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _die_with_parent() -> None:
-    """Linux: the launcher gets SIGTERM when the process that started it dies (a Ray task cancelled on its
-    timeout is SIGKILLed), and torch's elastic agent then stops every rank: no orphan keeps the GPUs."""
-    import ctypes
-
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 def launch_command(config_file: Path, job_file: Path) -> list[str]:
     return [
-        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config_file),
-        "-m", "trainer.deepspeed.launch", str(job_file),
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(config_file),
+        "-m",
+        "trainer.deepspeed.launch",
+        str(job_file),
     ]
 
 
 def train_distributed(
-    spec: TrainSpec, work_dir: Path, *, num_processes: int, deepspeed: str | None, code: str | None = None,
+    training: TrainingConfig,
+    run: TrainRun,
+    work_dir: Path,
+    *,
+    num_processes: int,
+    deepspeed: str | None,
+    code: str | None = None,
     name: str | None = None,
 ) -> TrainResult:
-    """Train on ``num_processes`` GPUs of this machine; raises ``RuntimeError`` with the log tail on failure."""
+    """Train on ``num_processes`` GPUs of this machine with the DeepSpeed config ``deepspeed`` (the launch plan's;
+    None: DDP); raises ``RuntimeError`` with the log tail on failure."""
     work_dir.mkdir(parents=True, exist_ok=True)
-    job = DistributedJob(dataclasses.replace(spec, ref_cache_dir=None), name or spec.loss, code)
+    job = DistributedJob(training, dataclasses.replace(run, ref_cache_dir=None), name or training.loss, code)
     job_file, config_file = work_dir / "job.json", work_dir / "accelerate.yaml"
     job_file.write_text(job.to_json())
     config_file.write_text(yaml.safe_dump(accelerate_config(num_processes, free_port(), deepspeed)))
@@ -118,8 +126,11 @@ def train_distributed(
     log_path = work_dir / "train.log"
     with log_path.open("w") as log:
         returncode = subprocess.run(
-            launch_command(config_file, job_file), stdout=log, stderr=subprocess.STDOUT, check=False,
-            preexec_fn=_die_with_parent,
+            launch_command(config_file, job_file),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            check=False,
+            preexec_fn=die_with_parent,  # torch's elastic agent then stops every rank
         ).returncode
     diverged = work_dir / DIVERGED_FILE
     if diverged.exists():
@@ -129,16 +140,6 @@ def train_distributed(
         tail = log_path.read_text(errors="replace")[-LOG_TAIL_CHARS:]
         raise RuntimeError(f"accelerate launch exited with {returncode}; end of {log_path}:\n{tail}")
     return TrainResult(**json.loads(result.read_text()))
-
-
-def candidate_loss(name: str, code: str | None) -> LossSpec | None:
-    """What ``run_training`` takes as ``loss``: None for a registry loss (``spec.loss``), else the candidate's
-    source compiled by the sandbox (policy check, restricted globals, audit guard)."""
-    if code is None:
-        return None
-    from sandbox.compile import compile_loss
-
-    return discovered_loss_spec(name, compile_loss(code), code)
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -153,11 +154,13 @@ def worker(job_file: Path) -> None:
     loss = candidate_loss(job.name, job.code)
     rank_zero = int(os.environ.get("RANK", "0")) == 0
     try:
-        result = run_training(job.spec, loss=loss)
+        result = run_training(job.training, job.run, loss=loss)
     except CandidateDiverged as err:
         if rank_zero:
-            _write_atomic(job_file.parent / DIVERGED_FILE, json.dumps({"step": err.step, "what": err.what,
-                                                                       "value": err.value}))
+            _write_atomic(
+                job_file.parent / DIVERGED_FILE,
+                json.dumps({"step": err.step, "what": err.what, "value": err.value}),
+            )
         raise
     if rank_zero:
         _write_atomic(job_file.parent / RESULT_FILE, json.dumps(asdict(result), default=str))

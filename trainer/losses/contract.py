@@ -16,26 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal
 
 import torch
 
 Level = Literal["sequence", "token"]
-
-
-class SequenceLossFn(Protocol):
-    def __call__(
-        self,
-        policy_chosen_logps: torch.Tensor,
-        policy_rejected_logps: torch.Tensor,
-        reference_chosen_logps: torch.Tensor,
-        reference_rejected_logps: torch.Tensor,
-        beta: float,
-    ) -> torch.Tensor: ...
-
-
-class TokenLossFn(Protocol):
-    def __call__(self, inputs: LossInputs, beta: float) -> torch.Tensor: ...
 
 
 @dataclass(frozen=True)

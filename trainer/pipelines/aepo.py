@@ -43,10 +43,11 @@ import numpy as np
 from rich.progress import track
 
 from evaluators.judge import add_judge_arguments, judge_from_arguments
+from trainer.chat import Messages, as_messages
 from trainer.data import DataFormatError, read_rows
 from trainer.pipelines.aepo_select import EMBEDDERS, select_diverse
-from trainer.pipelines.common import Messages, as_messages, setup_logging
-from trainer.pipelines.rewards import Candidate, RewardFn, judge_reward, model_reward, verifiable_reward
+from trainer.pipelines.common import setup_logging
+from trainer.pipelines.rewards import ResponseToScore, RewardFn, judge_reward, model_reward, verifiable_reward
 from trainer.pipelines.state import write_jsonl
 
 log = logging.getLogger(__name__)
@@ -186,7 +187,7 @@ def run_aepo(path: str | Path, output: str | Path, config: AepoConfig, reward: R
     examples = [parse_example(row, number, config) for number, row in enumerate(read_rows(path))]
     selections = select_all(examples, config)
     candidates = [
-        Candidate(ex.extra, ex.prompt, ex.responses[i])
+        ResponseToScore(ex.extra, ex.prompt, ex.responses[i])
         for ex, sel in zip(examples, selections, strict=True)
         for i in sel
     ]

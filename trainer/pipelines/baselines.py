@@ -1,16 +1,19 @@
 """The fixed methods as baselines of a loss search: every entry trains from the same preference pairs.
 
-    from trainer.pipelines.baselines import BASELINES, run_baseline
-    checkpoint = run_baseline("spin", "smollm2-135m-instruct", "pairs.jsonl", "out/spin", {"max_steps": 30})
+    from trainer.pipelines.baselines import BASELINES, MethodOptions, run_baseline
+    checkpoint = run_baseline("spin", TrainingConfig(max_steps=30), "pairs.jsonl", "out/spin", MethodOptions())
 
-Every value of ``BASELINES`` has the signature ``(name, model, train_pairs_path, output_dir, budget) -> str``
-(the checkpoint folder) and can be called directly; ``run_baseline`` looks the name up. ``train_pairs_path``
-is a preference file (TRL prompt/chosen/rejected, as the verifiable data builder writes); ``budget`` is a dict
-of ``Budget`` fields (unknown keys are an error). What each method makes of the pairs:
+Every value of ``BASELINES`` has the signature ``(name, training, train_pairs_path, output_dir, options) -> str``
+(the checkpoint folder) and can be called directly; ``run_baseline`` looks the name up. ``training`` (a
+``trainer.config.TrainingConfig``: the policy in ``training.model``, the optimisation settings) applies to every
+training step of a method, with the method's loss in place of ``training.loss`` (``TrainingConfig.with_loss``);
+``options`` (``MethodOptions``) holds what only the methods have: iterations, data split, sampling, annotation.
+``train_pairs_path`` is a preference file (TRL prompt/chosen/rejected, as the verifiable data builder writes).
+What each method makes of the pairs:
 
 - ``dpo`` (the ``sigmoid`` loss), ``ipo``, ``hinge``, ``discopop``, ``tdpo1``, ``tdpo2``: that loss on the
   pairs.
-- ``spin``: the chosen responses are the SFT answers; ``budget["iterations"]`` SPIN iterations.
+- ``spin``: the chosen responses are the SFT answers; ``options.iterations`` SPIN iterations.
 - ``spa``: the first ``seed_fraction`` of the pairs is the labelled seed set, the other pairs' prompts are the
   unlabelled prompts; ``iterations`` SPA iterations.
 - ``aepo_dpo``: the policy samples ``num_responses`` responses per prompt, AEPO picks ``num_annotations`` of
@@ -27,16 +30,17 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from trainer.chat import as_messages
+from trainer.config import TrainingConfig
 from trainer.data import normalize_rows, read_rows
+from trainer.generation import SamplingConfig, sample_responses
 from trainer.pipelines.aepo import AepoConfig, run_aepo
-from trainer.pipelines.common import TrainOptions, as_messages, file_identity, train, train_facts
-from trainer.pipelines.generation import SamplingOptions, sample_responses
+from trainer.pipelines.common import file_identity, train, train_facts
 from trainer.pipelines.rewards import verifiable_reward
 from trainer.pipelines.spa import SpaConfig, run_spa
 from trainer.pipelines.spin import SpinConfig, run_spin
 from trainer.pipelines.state import PipelineState, write_jsonl
 
-BaselineFn = Callable[[str, str, str, str, Mapping[str, Any]], str]
 LOSS_BASELINES = {
     "dpo": "sigmoid",
     "ipo": "ipo",
@@ -48,17 +52,9 @@ LOSS_BASELINES = {
 
 
 @dataclass(frozen=True)
-class Budget:
-    """What a baseline may spend. Training fields apply to every training step of a method."""
+class MethodOptions:
+    """What the methods add to the training config (the training settings themselves are ``TrainingConfig``'s)."""
 
-    max_steps: int = -1
-    epochs: float = 1.0
-    batch_size: int = 8
-    learning_rate: float = 2e-5
-    beta: float = 0.1
-    max_length: int = 256
-    seed: int = 0
-    ref_cache_dir: str | None = None
     iterations: int = 1
     seed_fraction: float = 0.25
     num_samples: int = 2
@@ -71,33 +67,34 @@ class Budget:
     sampling_batch_size: int = 16
 
     @classmethod
-    def from_dict(cls, budget: Mapping[str, Any]) -> Budget:
+    def from_dict(cls, options: Mapping[str, Any]) -> MethodOptions:
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(budget) - known)
+        unknown = sorted(set(options) - known)
         if unknown:
-            raise ValueError(f"unknown budget keys {unknown}; known: {', '.join(sorted(known))}")
-        return cls(**budget)
+            raise ValueError(f"unknown method options {unknown}; known: {', '.join(sorted(known))}")
+        return cls(**options)
 
-    def train_options(self) -> TrainOptions:
-        return TrainOptions(
-            beta=self.beta,
-            learning_rate=self.learning_rate,
-            batch_size=self.batch_size,
-            max_steps=self.max_steps,
-            epochs=self.epochs,
-            max_length=self.max_length,
-            seed=self.seed,
-            ref_cache_dir=self.ref_cache_dir,
-        )
-
-    def sampling(self, num_samples: int) -> SamplingOptions:
-        return SamplingOptions(
+    def sampling(self, num_samples: int, seed: int) -> SamplingConfig:
+        return SamplingConfig(
             num_samples=num_samples,
             temperature=self.temperature,
             max_new_tokens=self.max_new_tokens,
             batch_size=self.sampling_batch_size,
-            seed=self.seed,
+            seed=seed,
         )
+
+
+BaselineFn = Callable[[str, TrainingConfig, str, str, MethodOptions], str]
+
+
+def _recorded(name: str, training: TrainingConfig, pairs: str, options: MethodOptions) -> dict[str, Any]:
+    """A baseline run's configuration as its state file records it."""
+    return {
+        "baseline": name,
+        "pairs": file_identity(pairs),
+        "training": asdict(training),
+        "options": asdict(options),
+    }
 
 
 def _pairs(path: str) -> list[dict[str, Any]]:
@@ -122,29 +119,20 @@ def _unique_prompts(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def loss_baseline(
-    name: str, model: str, train_pairs_path: str, output_dir: str, budget: Mapping[str, Any]
+    name: str, training: TrainingConfig, train_pairs_path: str, output_dir: str, options: MethodOptions
 ) -> str:
     """``LOSS_BASELINES[name]`` trained on the pairs."""
-    spec = Budget.from_dict(budget)
+    training = training.with_loss(LOSS_BASELINES[name])
     directory = Path(output_dir)
-    config = {"baseline": name, "model": model, "pairs": file_identity(train_pairs_path)} | asdict(spec)
-    state = PipelineState(directory, config)
-    state.run(
-        "train",
-        lambda: train_facts(
-            train(
-                model, Path(train_pairs_path), directory / "model", LOSS_BASELINES[name], spec.train_options()
-            )
-        ),
-    )
+    state = PipelineState(directory, _recorded(name, training, train_pairs_path, options))
+    state.run("train", lambda: train_facts(train(training, Path(train_pairs_path), directory / "model")))
     return str(directory / "model")
 
 
 def spin_baseline(
-    name: str, model: str, train_pairs_path: str, output_dir: str, budget: Mapping[str, Any]
+    name: str, training: TrainingConfig, train_pairs_path: str, output_dir: str, options: MethodOptions
 ) -> str:
     """SPIN with the chosen responses as the SFT answers."""
-    spec = Budget.from_dict(budget)
     directory = Path(output_dir)
     sft = [
         {"prompt": as_messages(p["prompt"]), "completion": _text(p["chosen"])}
@@ -152,57 +140,53 @@ def spin_baseline(
     ]
     write_jsonl(directory / "sft.jsonl", sft)
     config = SpinConfig(
-        model=model,
         sft_data=str(directory / "sft.jsonl"),
         output_dir=str(directory / "spin"),
-        iterations=spec.iterations,
-        sampling=spec.sampling(1),
-        train=spec.train_options(),
+        training=training.with_loss("spin"),
+        iterations=options.iterations,
+        sampling=options.sampling(1, training.seed),
     )
     return run_spin(config)[-1]
 
 
 def spa_baseline(
-    name: str, model: str, train_pairs_path: str, output_dir: str, budget: Mapping[str, Any]
+    name: str, training: TrainingConfig, train_pairs_path: str, output_dir: str, options: MethodOptions
 ) -> str:
     """SPA with the first ``seed_fraction`` of the pairs as labelled seed data and the rest as prompts."""
-    spec = Budget.from_dict(budget)
     directory = Path(output_dir)
     raw = read_rows(train_pairs_path)
-    cut = max(1, math.ceil(spec.seed_fraction * len(raw)))
+    cut = max(1, math.ceil(options.seed_fraction * len(raw)))
     if cut >= len(raw):
         raise ValueError(
-            f"seed_fraction={spec.seed_fraction} leaves no prompts of the {len(raw)} pairs for SPA"
+            f"seed_fraction={options.seed_fraction} leaves no prompts of the {len(raw)} pairs for SPA"
         )
     write_jsonl(directory / "seed.jsonl", raw[:cut])
     prompts = [{"prompt": as_messages(p["prompt"])} for p in _unique_prompts(_pairs(train_pairs_path)[cut:])]
     write_jsonl(directory / "prompts.jsonl", prompts)
     config = SpaConfig(
-        model=model,
         seed_data=str(directory / "seed.jsonl"),
         prompts=str(directory / "prompts.jsonl"),
         output_dir=str(directory / "spa"),
-        iterations=spec.iterations,
-        sampling=spec.sampling(spec.num_samples),
-        seed_train=spec.train_options(),
-        train=spec.train_options(),
+        training=training.with_loss("spa"),
+        iterations=options.iterations,
+        sampling=options.sampling(options.num_samples, training.seed),
     )
     return run_spa(config)[-1]
 
 
 def aepo_dpo_baseline(
-    name: str, model: str, train_pairs_path: str, output_dir: str, budget: Mapping[str, Any]
+    name: str, training: TrainingConfig, train_pairs_path: str, output_dir: str, options: MethodOptions
 ) -> str:
     """Sample N per prompt, AEPO-select and annotate k (West-of-N), then DPO."""
-    spec = Budget.from_dict(budget)
+    training = training.with_loss("sigmoid")
     directory = Path(output_dir)
-    config = {"baseline": name, "model": model, "pairs": file_identity(train_pairs_path)} | asdict(spec)
-    state = PipelineState(directory, config)
+    state = PipelineState(directory, _recorded(name, training, train_pairs_path, options))
     prompts = _unique_prompts(_pairs(train_pairs_path))
 
     def generate() -> dict:
         conversations = [as_messages(p["prompt"]) for p in prompts]
-        responses = sample_responses(model, conversations, spec.sampling(spec.num_responses))
+        sampling = options.sampling(options.num_responses, training.seed)
+        responses = sample_responses(training.model, conversations, sampling)
         rows = [
             {k: v for k, v in p["raw"].items() if k not in ("prompt", "chosen", "rejected")}
             | {"prompt": conversation, "responses": texts}
@@ -212,16 +196,16 @@ def aepo_dpo_baseline(
 
     def annotate() -> dict:
         aepo = AepoConfig(
-            num_responses=spec.num_responses,
-            num_annotations=spec.num_annotations,
+            num_responses=options.num_responses,
+            num_annotations=options.num_annotations,
             west_of_n=True,
-            diversity_penalty=spec.diversity_penalty,
+            diversity_penalty=options.diversity_penalty,
         )
         result = run_aepo(
             directory / "responses.jsonl",
             directory / "aepo_pairs.jsonl",
             aepo,
-            verifiable_reward(spec.verifiable_seed),
+            verifiable_reward(options.verifiable_seed),
         )
         if result.rows_written == 0:
             raise RuntimeError("AEPO found no prompt whose annotated responses differ in reward; sample more")
@@ -230,10 +214,7 @@ def aepo_dpo_baseline(
     state.run("generate", generate)
     state.run("annotate", annotate)
     state.run(
-        "train",
-        lambda: train_facts(
-            train(model, directory / "aepo_pairs.jsonl", directory / "model", "sigmoid", spec.train_options())
-        ),
+        "train", lambda: train_facts(train(training, directory / "aepo_pairs.jsonl", directory / "model"))
     )
     return str(directory / "model")
 
@@ -246,12 +227,16 @@ BASELINES: dict[str, BaselineFn] = {name: loss_baseline for name in LOSS_BASELIN
 
 
 def run_baseline(
-    name: str, model: str, train_pairs_path: str, output_dir: str, budget: Mapping[str, Any]
+    name: str,
+    training: TrainingConfig,
+    train_pairs_path: str,
+    output_dir: str,
+    options: MethodOptions | None = None,
 ) -> str:
-    """Train baseline ``name`` from ``model`` on ``train_pairs_path`` into ``output_dir`` within ``budget``;
-    returns the checkpoint folder."""
+    """Train baseline ``name`` from ``training.model`` on ``train_pairs_path`` into ``output_dir``; returns the
+    checkpoint folder."""
     try:
         method = BASELINES[name]
     except KeyError:
         raise KeyError(f"unknown baseline {name!r}; known: {', '.join(sorted(BASELINES))}") from None
-    return method(name, model, str(train_pairs_path), str(output_dir), dict(budget))
+    return method(name, training, str(train_pairs_path), str(output_dir), options or MethodOptions())

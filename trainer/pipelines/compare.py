@@ -2,7 +2,13 @@
 iteration of SPIN, SPA and DPO-on-AEPO-pairs next to plain DPO and the untrained policy, with standard errors.
 
     python -m trainer.pipelines.compare --output-dir runs/compare [--model smollm2-135m-instruct]
-        [--methods dpo,spin,spa,aepo_dpo] [--budget '{"epochs": 3}'] [--n-heldout-topics 30] [--pairs FILE]
+        [--methods dpo,spin,spa,aepo_dpo] [--num-train-epochs 3] [--method-options '{"iterations": 2}']
+        [--n-heldout-topics 30] [--pairs FILE]
+
+The training flags are ``trainer.config.TrainingConfig``'s, with its defaults: the default search's training,
+so that these numbers sit next to the DPO baseline of a default search. ``--seed`` also seeds the pairs, the
+held-out prompts and the verifiable annotation. ``--method-options`` overrides ``MethodOptions`` (iterations,
+sampling, annotation).
 
 Every method starts from the same policy and the same West-of-N training pairs (built and cached by
 ``evaluators.verifiable_data``, or ``--pairs``) and is scored on the same held-out prompts, so each is also
@@ -18,10 +24,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -29,26 +34,15 @@ from rich.table import Table
 from evaluators.fitness import Fitness, paired_delta
 from evaluators.verifiable import VerifiableSpec, evaluate
 from evaluators.verifiable_data import PairBuildConfig, build_pairs
-from trainer.models import EMBEDDED
-from trainer.pipelines.baselines import BASELINES, run_baseline
+from trainer.arguments import add_arguments, from_arguments
+from trainer.config import LAUNCH_FIELDS, TrainingConfig
+from trainer.pipelines.baselines import BASELINES, MethodOptions, run_baseline
 from trainer.pipelines.common import setup_logging
 from trainer.pipelines.state import write_atomic
 
 log = logging.getLogger(__name__)
 BASE = "base"
 DEFAULT_METHODS = ("dpo", "spin", "spa", "aepo_dpo")
-# The default search's training setting (evo.config.TrainingConfig: beta 0.1, lr 5e-5 constant, batch 8, one
-# epoch, max length 192), so that these numbers sit next to the DPO baseline of a default search.
-DEFAULT_BUDGET = {
-    "beta": 0.1,
-    "learning_rate": 5e-5,
-    "batch_size": 8,
-    "epochs": 1.0,
-    "max_length": 192,
-    "iterations": 1,
-    "max_new_tokens": 64,
-    "temperature": 0.9,
-}
 
 
 @dataclass(frozen=True)
@@ -76,18 +70,20 @@ def scored(directory: Path, checkpoint: str, spec: VerifiableSpec) -> Fitness:
 
 def compare(
     output_dir: Path,
-    model: str,
     methods: Sequence[str],
-    budget: Mapping[str, Any],
+    training: TrainingConfig,
+    options: MethodOptions,
     train_path: Path,
     spec: VerifiableSpec,
 ) -> list[MethodScore]:
-    """Train every method on ``train_path`` (resumably), score it, and compare it with DPO and the untrained
-    policy."""
-    checkpoints = {BASE: model}
-    fitness = {BASE: scored(output_dir / BASE, model, spec)}
+    """Train every method from ``training.model`` on ``train_path`` (resumably), score it, and compare it with
+    DPO and the untrained policy."""
+    checkpoints = {BASE: training.model}
+    fitness = {BASE: scored(output_dir / BASE, training.model, spec)}
     for method in methods:
-        checkpoints[method] = run_baseline(method, model, str(train_path), str(output_dir / method), budget)
+        checkpoints[method] = run_baseline(
+            method, training, str(train_path), str(output_dir / method), options
+        )
         fitness[method] = scored(output_dir / method, checkpoints[method], spec)
     results = []
     for method in [BASE, *methods]:
@@ -140,11 +136,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--output-dir", type=Path, required=True)
-    parser.add_argument("--model", default=EMBEDDED)
     parser.add_argument(
         "--methods", type=_methods, default=DEFAULT_METHODS, help="comma-separated baseline names"
     )
-    parser.add_argument("--budget", type=json.loads, default={}, help="JSON overrides of the default budget")
+    parser.add_argument(
+        "--method-options",
+        type=json.loads,
+        default={},
+        help="JSON object of MethodOptions fields (verifiable_seed defaults to --seed)",
+    )
     parser.add_argument(
         "--pairs", type=Path, default=None, help="training pairs (default: build them, cached)"
     )
@@ -153,26 +153,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--max-new-tokens", type=int, default=VerifiableSpec.max_new_tokens, help="evaluation"
     )
-    parser.add_argument("--seed", type=int, default=0)
+    add_arguments(parser, TrainingConfig(), omit=LAUNCH_FIELDS, title="training")
     args = parser.parse_args(argv)
     setup_logging()
-    budget = DEFAULT_BUDGET | {"seed": args.seed, "verifiable_seed": args.seed} | args.budget
+    training = from_arguments(TrainingConfig(), args)
+    try:
+        options = MethodOptions.from_dict({"verifiable_seed": training.seed} | args.method_options)
+    except (ValueError, TypeError) as err:
+        parser.error(f"--method-options: {err}")
     spec = VerifiableSpec(
-        n_heldout_topics=args.n_heldout_topics, seed=args.seed, max_new_tokens=args.max_new_tokens
+        n_heldout_topics=args.n_heldout_topics, seed=training.seed, max_new_tokens=args.max_new_tokens
     )
     if args.pairs is not None:
         train_path, pairs = args.pairs, {"path": str(args.pairs)}
     else:
-        config = PairBuildConfig(model=args.model, n_train_topics=args.n_train_topics, seed=args.seed)
+        config = PairBuildConfig(model=training.model, n_train_topics=args.n_train_topics, seed=training.seed)
         train_path, pairs = build_pairs(config).train_path, asdict(config)
     log.info("training pairs: %s", train_path)
-    results = compare(args.output_dir, args.model, args.methods, budget, train_path, spec)
+    results = compare(args.output_dir, args.methods, training, options, train_path, spec)
     write_atomic(
         args.output_dir / "compare.json",
         json.dumps(
             {
-                "model": args.model,
-                "budget": budget,
+                "training": asdict(training),
+                "method_options": asdict(options),
                 "pairs": pairs,
                 "heldout": asdict(spec),
                 "results": [asdict(r) for r in results],

@@ -7,7 +7,8 @@ Rows: ``prompt``, ``correct_response``, ``incorrect_response``, ``masked_region 
 flag]``. The flag decides which side is masked: 1 marks the span inside the correct (chosen) response, -1
 inside the incorrect (rejected) one; on the flagged side only the tokens overlapping the span carry the
 preference signal, the other side counts every token. ``granular_tdpo`` (default) adds TDPO2's sequential-KL
-term on the same weights; ``granular`` is the token-masked DPO.
+term on the same weights; ``granular`` is the token-masked DPO. The training flags are
+``trainer.config.TrainingConfig``'s (``--loss`` defaults to ``granular_tdpo``).
 
 Steps (resumable, ``state.py``): ``validate`` parses every row (a malformed row stops the run with its number
 and field) and writes ``DIR/data_summary.json`` (rows per flag, span lengths, and how many spans start beyond
@@ -26,30 +27,27 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trainer.arguments import add_arguments, from_arguments
+from trainer.config import LAUNCH_FIELDS, TrainingConfig
 from trainer.data import load_preference_dataset, read_rows
 from trainer.models import load_tokenizer
-from trainer.pipelines.common import (
-    TrainOptions,
-    add_train_arguments,
-    file_identity,
-    setup_logging,
-    train,
-    train_facts,
-    train_options_from_args,
-)
+from trainer.pipelines.common import file_identity, setup_logging, train, train_facts
 from trainer.pipelines.state import PipelineState, write_atomic
 
 log = logging.getLogger(__name__)
 GRANULAR_LOSSES = ("granular_tdpo", "granular")
+GRANULAR_TRAINING = TrainingConfig(loss="granular_tdpo")  # everything else the default training
 
 
 @dataclass(frozen=True)
 class GranularConfig:
     data: str
-    model: str
     output_dir: str
-    loss: str = "granular_tdpo"
-    train: TrainOptions = field(default_factory=TrainOptions)
+    training: TrainingConfig = field(default_factory=lambda: GRANULAR_TRAINING)
+
+    def __post_init__(self) -> None:
+        if self.training.loss not in GRANULAR_LOSSES:
+            raise ValueError(f"loss must be one of {GRANULAR_LOSSES}, got {self.training.loss!r}")
 
 
 def _prefix_tokens(tokenizer: Any, prompt: Any, response_prefix: str) -> int:
@@ -91,24 +89,20 @@ def summarize(data: str | Path, model: str, max_length: int) -> dict[str, Any]:
 
 def run_granular(config: GranularConfig) -> str:
     """Validate and train (or resume); returns the checkpoint folder."""
-    if config.loss not in GRANULAR_LOSSES:
-        raise ValueError(f"loss must be one of {GRANULAR_LOSSES}, got {config.loss!r}")
     directory = Path(config.output_dir)
     recorded = asdict(config) | {"data": file_identity(config.data)}
     recorded.pop("output_dir")
     state = PipelineState(directory, recorded)
 
     def validate() -> dict:
-        summary = summarize(config.data, config.model, config.train.max_length)
+        summary = summarize(config.data, config.training.model, config.training.max_length)
         write_atomic(directory / "data_summary.json", json.dumps(summary, indent=2) + "\n")
         return summary
 
     state.run("validate", validate)
     state.run(
         "train",
-        lambda: train_facts(
-            train(config.model, Path(config.data), directory / "model", config.loss, config.train)
-        ),
+        lambda: train_facts(train(config.training, Path(config.data), directory / "model")),
     )
     return str(directory / "model")
 
@@ -120,21 +114,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--data", required=True, help="granular .json/.jsonl file")
-    parser.add_argument("--model", required=True, help="tiny | smollm2-135m-instruct | HF id | local path")
     parser.add_argument("--output-dir", required=True)
-    parser.add_argument("--loss", choices=GRANULAR_LOSSES, default="granular_tdpo")
-    add_train_arguments(parser)
+    add_arguments(parser, GRANULAR_TRAINING, omit=LAUNCH_FIELDS, title="training")
     args = parser.parse_args(argv)
+    try:
+        config = GranularConfig(
+            data=args.data,
+            output_dir=args.output_dir,
+            training=from_arguments(GRANULAR_TRAINING, args),
+        )
+    except ValueError as err:
+        parser.error(str(err))
     setup_logging()
-    config = GranularConfig(
-        data=args.data,
-        model=args.model,
-        output_dir=args.output_dir,
-        loss=args.loss,
-        train=train_options_from_args(args),
-    )
     checkpoint = run_granular(config)
-    print(f"{config.loss}: checkpoint in {checkpoint}")
+    print(f"{config.training.loss}: checkpoint in {checkpoint}")
     return 0
 
 

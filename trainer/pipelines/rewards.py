@@ -1,18 +1,17 @@
-"""Rewards that annotate responses (AEPO's annotator): a callable from candidates to one float each.
+"""Rewards that annotate responses (AEPO's annotator): a callable from responses
+(``ResponseToScore``) to one float each.
 
 - ``verifiable``: 1.0 when the verifiable task's checker passes, else 0.0. A row names its checker either by
   ``family`` and ``params`` columns, or by an ``id`` of the form ``family/topic`` (the verifiable data
   builder's ids), whose prompt is rebuilt with ``--verifiable-seed`` and must have the row's prompt text.
 - a model path: a sequence-classification reward model (one logit) scoring the chat-rendered conversation.
 - ``judge``: an LLM judge behind any OpenAI-compatible endpoint (``evaluators.judge``), asked for a 1-10
-  rating in MT-Bench's ``[[rating]]`` format; an unparseable reply scores NaN (that response is left out of
-  the pair).
+  rating in MT-Bench's ``[[rating]]`` format and read by ``evaluators.judge.parse_rating``; a reply without a
+  rating scores NaN (that response is left out of the pair).
 """
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,10 +19,10 @@ from typing import Any
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from evaluators.judge import JudgeConfig, complete, run_parallel
+from evaluators.judge import JudgeConfig, complete, parse_rating, run_parallel
 from evaluators.verifiable_families import check
 from evaluators.verifiable_prompts import make_prompt
-from trainer.pipelines.common import Messages, assistant
+from trainer.chat import Messages, assistant
 
 JUDGE_SYSTEM = "You are a careful, impartial evaluator of AI assistant answers."
 JUDGE_TEMPLATE = (
@@ -32,11 +31,10 @@ JUDGE_TEMPLATE = (
     'justification, then the rating on a scale of 1 to 10 in exactly this format: "Rating: [[5]]".\n\n'
     "[Request]\n{question}\n\n[The Start of the Answer]\n{answer}\n[The End of the Answer]"
 )
-RATING = re.compile(r"\[\[(\d+(?:\.\d+)?)\]\]")
 
 
 @dataclass(frozen=True)
-class Candidate:
+class ResponseToScore:
     """One response to annotate, with the input row it came from (for row-level metadata such as checkers)."""
 
     row: Mapping[str, Any]
@@ -44,7 +42,7 @@ class Candidate:
     response: str
 
 
-RewardFn = Callable[[Sequence[Candidate]], list[float]]
+RewardFn = Callable[[Sequence[ResponseToScore]], list[float]]
 
 
 def _verifiable_checker(row: Mapping[str, Any], prompt: Messages, seed: int) -> tuple[str, Mapping[str, Any]]:
@@ -61,7 +59,7 @@ def _verifiable_checker(row: Mapping[str, Any], prompt: Messages, seed: int) -> 
 
 
 def verifiable_reward(seed: int = 0) -> RewardFn:
-    def score(candidates: Sequence[Candidate]) -> list[float]:
+    def score(candidates: Sequence[ResponseToScore]) -> list[float]:
         rewards = []
         for candidate in candidates:
             family, params = _verifiable_checker(candidate.row, candidate.prompt, seed)
@@ -85,14 +83,14 @@ def model_reward(path: str, batch_size: int = 8, max_length: int = 1024) -> Rewa
     if torch.cuda.is_available():
         model = model.to("cuda")
 
-    def render(candidate: Candidate) -> str:
+    def render(candidate: ResponseToScore) -> str:
         messages = candidate.prompt + assistant(candidate.response)
         if tokenizer.chat_template:
             return tokenizer.apply_chat_template(messages, tokenize=False)
         return "\n\n".join(m["content"] for m in messages)
 
     @torch.inference_mode()
-    def score(candidates: Sequence[Candidate]) -> list[float]:
+    def score(candidates: Sequence[ResponseToScore]) -> list[float]:
         rewards: list[float] = []
         for start in range(0, len(candidates), batch_size):
             texts = [render(c) for c in candidates[start : start + batch_size]]
@@ -111,17 +109,11 @@ def model_reward(path: str, batch_size: int = 8, max_length: int = 1024) -> Rewa
     return score
 
 
-def parse_rating(text: str) -> float:
-    """The last ``[[rating]]`` in a judge's reply, or NaN."""
-    found = RATING.findall(text)
-    return float(found[-1]) if found else math.nan
-
-
 def judge_reward(config: JudgeConfig, client: Any = None) -> RewardFn:
     """An LLM judge (``client``: an ``openai.OpenAI``-like object, built from the config when omitted)."""
     judge_client = client if client is not None else config.client()
 
-    def rate(candidate: Candidate) -> float:
+    def rate(candidate: ResponseToScore) -> float:
         turns = candidate.prompt
         question = (
             turns[-1]["content"]
@@ -134,7 +126,7 @@ def judge_reward(config: JudgeConfig, client: Any = None) -> RewardFn:
         ]
         return parse_rating(complete(judge_client, config, messages))
 
-    def score(candidates: Sequence[Candidate]) -> list[float]:
+    def score(candidates: Sequence[ResponseToScore]) -> list[float]:
         return run_parallel(rate, list(candidates), config.parallel, "judging responses")
 
     return score

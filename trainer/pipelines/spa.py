@@ -4,14 +4,16 @@ Judgment for Efficient LLM Alignment" (ICLR), Algorithm 1.
     python -m trainer.pipelines.spa --model M --seed-data D --prompts P --iterations T --output-dir DIR
 
 1. Seed: DPO (``sigmoid``) from ``--model`` (= pi_init) on the small labelled seed set (any preference
-   format).
+   format), with the training flags (``--seed-max-steps`` may shorten it).
 2. Iteration t: the prompts are split into T disjoint chunks, one per iteration, as in the paper. The current
    policy (the seed model for t = 1, then iteration t-1's) samples K responses per prompt (``--num-samples``,
    default 2 as in the paper); each response is judged by the implicit reward
    ``log pi_current(y|x) - log pi_init(y|x)`` (summed completion log-probs; the direct preference judgment);
    the highest becomes chosen and the lowest rejected (prompts whose responses all score the same are
-   dropped). Training uses the ``spa`` self-refinement loss with the current policy as the reference
-   (``--loss-params '{"alpha": 0.1, "lam": 0.5}'`` sets its options).
+   dropped). Training uses ``--loss`` (default: the ``spa`` self-refinement loss) with the current policy as
+   the reference (``--loss-params '{"alpha": 0.1, "lam": 0.5}'`` sets its options).
+
+The training flags are ``trainer.config.TrainingConfig``'s.
 
 Prompts file: ``.jsonl``/``.json`` rows with a ``prompt`` (string or chat messages).
 
@@ -35,44 +37,45 @@ from pathlib import Path
 
 import torch
 
+from trainer.arguments import add_arguments, from_arguments
+from trainer.chat import Messages, as_messages, assistant
+from trainer.config import LAUNCH_FIELDS, TrainingConfig
 from trainer.data import DataFormatError, read_rows
+from trainer.generation import SamplingConfig, add_sampling_arguments, sample_responses, sampling_from_args
+from trainer.logprobs import completion_logps
 from trainer.models import load_policy
 from trainer.pipelines.common import (
-    Messages,
-    TrainOptions,
-    add_train_arguments,
-    as_messages,
-    assistant,
     file_identity,
     setup_logging,
     train,
     train_facts,
-    train_options_from_args,
 )
-from trainer.pipelines.generation import (
-    SamplingOptions,
-    add_sampling_arguments,
-    sample_responses,
-    sampling_from_args,
-)
-from trainer.pipelines.scoring import completion_logps
 from trainer.pipelines.state import PipelineState, read_jsonl, write_jsonl
 
 log = logging.getLogger(__name__)
-SPA_SAMPLING = SamplingOptions(num_samples=2, temperature=0.7, max_new_tokens=256)
+SPA_SAMPLING = SamplingConfig(num_samples=2, temperature=0.7, max_new_tokens=256)
+SPA_TRAINING = TrainingConfig(loss="spa")  # the iterations' self-refinement loss; everything else the default
+SEED_LOSS = "sigmoid"
 
 
 @dataclass(frozen=True)
 class SpaConfig:
-    model: str
+    """``training.model`` is pi_init. The iterations train with ``training``; the seed step with the same
+    settings, the ``sigmoid`` loss and at most ``seed_max_steps`` steps (None: ``training.max_steps``)."""
+
     seed_data: str
     prompts: str
     output_dir: str
+    training: TrainingConfig = field(default_factory=lambda: SPA_TRAINING)
     iterations: int = 3
-    sampling: SamplingOptions = field(default_factory=lambda: SPA_SAMPLING)
-    seed_train: TrainOptions = field(default_factory=TrainOptions)
-    train: TrainOptions = field(default_factory=TrainOptions)
+    seed_max_steps: int | None = None
+    sampling: SamplingConfig = field(default_factory=lambda: SPA_SAMPLING)
     scoring_batch_size: int = 8
+    ref_cache_dir: str | None = None
+
+    def seed_training(self) -> TrainingConfig:
+        seed = self.training.with_loss(SEED_LOSS)
+        return seed if self.seed_max_steps is None else replace(seed, max_steps=self.seed_max_steps)
 
 
 def load_prompts(path: str | Path) -> list[Messages]:
@@ -173,7 +176,7 @@ def run_spa(config: SpaConfig) -> list[str]:
     state.run(
         "seed/train",
         lambda: train_facts(
-            train(config.model, Path(config.seed_data), seed_dir, "sigmoid", config.seed_train)
+            train(config.seed_training(), Path(config.seed_data), seed_dir, config.ref_cache_dir)
         ),
     )
     policy, checkpoints = str(seed_dir), []
@@ -193,11 +196,11 @@ def run_spa(config: SpaConfig) -> list[str]:
             flat_responses = [text for row in samples for text in row["responses"]]
             rewards = implicit_rewards(
                 policy,
-                config.model,
+                config.training.model,
                 flat_prompts,
                 flat_responses,
                 config.scoring_batch_size,
-                config.train.max_length,
+                config.training.max_length,
             )
             judged = judge_rows(samples, rewards)
             write_jsonl(folder / "judged.jsonl", judged)
@@ -209,9 +212,8 @@ def run_spa(config: SpaConfig) -> list[str]:
             return {"pairs": pairs, "dropped_ties": len(judged) - pairs}
 
         def fit(policy=policy, folder=folder) -> dict:
-            result = train(
-                policy, folder / "pairs.jsonl", folder / "model", "spa", config.train, ref_model=policy
-            )
+            training = replace(config.training, model=policy, ref_model=policy)
+            result = train(training, folder / "pairs.jsonl", folder / "model", config.ref_cache_dir)
             return train_facts(result) | {"reference": policy}
 
         state.run(f"iter_{t}/generate", generate)
@@ -229,9 +231,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--model", required=True, help="the initial (SFT) policy: tiny | smollm2-135m-instruct | path"
-    )
-    parser.add_argument(
         "--seed-data", required=True, help="small labelled preference file (any supported format)"
     )
     parser.add_argument("--prompts", required=True, help=".jsonl/.json rows with a 'prompt'")
@@ -241,25 +240,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--seed-max-steps", type=int, default=None, help="seed DPO steps (default: --max-steps)"
     )
     parser.add_argument("--scoring-batch-size", type=int, default=SpaConfig.scoring_batch_size)
-    add_sampling_arguments(parser, num_samples=SPA_SAMPLING.num_samples, temperature=SPA_SAMPLING.temperature)
+    parser.add_argument(
+        "--ref-cache-dir", default=None, help="shared reference log-prob cache (sequence-level losses)"
+    )
+    add_sampling_arguments(parser, SPA_SAMPLING)
     parser.set_defaults(max_new_tokens=SPA_SAMPLING.max_new_tokens)
-    add_train_arguments(parser)
+    add_arguments(parser, SPA_TRAINING, omit=LAUNCH_FIELDS, title="training")
     args = parser.parse_args(argv)
     setup_logging()
-    train_options = train_options_from_args(args)
-    seed_options = replace(train_options, loss_params={})
-    if args.seed_max_steps is not None:
-        seed_options = replace(seed_options, max_steps=args.seed_max_steps)
     config = SpaConfig(
-        model=args.model,
         seed_data=args.seed_data,
         prompts=args.prompts,
         output_dir=args.output_dir,
+        training=from_arguments(SPA_TRAINING, args),
         iterations=args.iterations,
+        seed_max_steps=args.seed_max_steps,
         sampling=sampling_from_args(args),
-        seed_train=seed_options,
-        train=train_options,
         scoring_batch_size=args.scoring_batch_size,
+        ref_cache_dir=args.ref_cache_dir,
     )
     checkpoints = run_spa(config)
     print(f"SPA: seed DPO + {len(checkpoints)} iterations; final checkpoint {checkpoints[-1]}")

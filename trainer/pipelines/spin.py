@@ -3,12 +3,15 @@ Strong Language Models" (ICML), Algorithm 1.
 
     python -m trainer.pipelines.spin --model M --sft-data D --iterations T --output-dir DIR [options]
 
+The training flags are ``trainer.config.TrainingConfig``'s (``--loss`` defaults to ``spin``; ``spin_hinge`` is
+SPIN's hinge variant); every iteration trains with them.
+
 Iteration t (t = 1..T): the opponent is the checkpoint of iteration t-1 (``--model`` for t = 1). It answers
 every SFT prompt (sampling options: defaults T=1.0, top_p=1.0, 256 new tokens, as SPIN's vLLM generation
 script); each (SFT answer, generated answer) is a pair in SPIN's ``real``/``generated`` format. The training
 data of iteration t are its own pairs plus those of iteration t-1 (SPIN mixes the current and the previous
 iteration's synthetic data; ``--no-mix-previous`` turns it off). The opponent starts training and is the
-reference of the ``spin`` loss.
+reference of the ``spin`` loss (``model`` and ``ref_model`` of the training config are set to it).
 
 SFT data (``.jsonl``/``.json``): rows with ``messages`` (a conversation ending with the assistant's answer) or
 ``prompt`` (string or messages) plus ``completion`` (string or one assistant message).
@@ -29,41 +32,42 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from trainer.arguments import add_arguments, from_arguments
+from trainer.chat import Messages, as_messages, assistant
+from trainer.config import LAUNCH_FIELDS, TrainingConfig
 from trainer.data import DataFormatError, read_rows
+from trainer.generation import SamplingConfig, add_sampling_arguments, sample_responses, sampling_from_args
 from trainer.pipelines.common import (
-    Messages,
-    TrainOptions,
-    add_train_arguments,
-    as_messages,
-    assistant,
     file_identity,
     setup_logging,
     train,
     train_facts,
-    train_options_from_args,
-)
-from trainer.pipelines.generation import (
-    SamplingOptions,
-    add_sampling_arguments,
-    sample_responses,
-    sampling_from_args,
 )
 from trainer.pipelines.state import PipelineState, read_jsonl, write_jsonl
 
 log = logging.getLogger(__name__)
-SPIN_SAMPLING = SamplingOptions(num_samples=1, temperature=1.0, top_p=1.0, max_new_tokens=256)
+SPIN_SAMPLING = SamplingConfig(num_samples=1, temperature=1.0, top_p=1.0, max_new_tokens=256)
+SPIN_LOSSES = ("spin", "spin_hinge")
+SPIN_TRAINING = TrainingConfig(loss="spin")  # SPIN's logistic loss; everything else the default training
 
 
 @dataclass(frozen=True)
 class SpinConfig:
-    model: str
+    """``training.model`` is the SFT policy of iteration 1; each iteration trains with ``training``."""
+
     sft_data: str
     output_dir: str
+    training: TrainingConfig = field(default_factory=lambda: SPIN_TRAINING)
     iterations: int = 3
-    loss: str = "spin"
     mix_previous: bool = True
-    sampling: SamplingOptions = field(default_factory=lambda: SPIN_SAMPLING)
-    train: TrainOptions = field(default_factory=TrainOptions)
+    sampling: SamplingConfig = field(default_factory=lambda: SPIN_SAMPLING)
+    ref_cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.training.loss not in SPIN_LOSSES:
+            raise ValueError(
+                f"SPIN trains with one of {', '.join(SPIN_LOSSES)}, got loss {self.training.loss!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -127,7 +131,7 @@ def run_spin(config: SpinConfig) -> list[str]:
     checkpoints = []
     for t in range(1, config.iterations + 1):
         folder = directory / f"iter_{t}"
-        opponent = config.model if t == 1 else str(directory / f"iter_{t - 1}" / "model")
+        opponent = config.training.model if t == 1 else str(directory / f"iter_{t - 1}" / "model")
         sampling = replace(config.sampling, seed=config.sampling.seed + t)
 
         def generate(opponent=opponent, sampling=sampling, folder=folder, t=t) -> dict:
@@ -141,14 +145,8 @@ def run_spin(config: SpinConfig) -> list[str]:
             if config.mix_previous and t > 1:
                 rows += read_jsonl(directory / f"iter_{t - 1}" / "generated.jsonl")
             count = write_jsonl(folder / "train.jsonl", rows)
-            result = train(
-                opponent,
-                folder / "train.jsonl",
-                folder / "model",
-                config.loss,
-                config.train,
-                ref_model=opponent,
-            )
+            training = replace(config.training, model=opponent, ref_model=opponent)
+            result = train(training, folder / "train.jsonl", folder / "model", config.ref_cache_dir)
             return train_facts(result) | {"pairs": count, "opponent": opponent}
 
         state.run(f"iter_{t}/train", fit)
@@ -162,34 +160,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--model", required=True, help="tiny | smollm2-135m-instruct | HF id | local path")
     parser.add_argument(
         "--sft-data", required=True, help="SFT .jsonl/.json (messages or prompt/completion rows)"
     )
     parser.add_argument("--iterations", type=int, default=3)
     parser.add_argument("--output-dir", required=True)
-    parser.add_argument("--loss", default="spin", choices=("spin", "spin_hinge"))
     parser.add_argument(
         "--mix-previous",
         action=argparse.BooleanOptionalAction,
         default=True,
         help="train on the previous iteration's pairs too (SPIN's default)",
     )
-    add_sampling_arguments(parser, num_samples=1, temperature=SPIN_SAMPLING.temperature)
+    add_sampling_arguments(parser, SPIN_SAMPLING)
     parser.set_defaults(max_new_tokens=SPIN_SAMPLING.max_new_tokens)
-    add_train_arguments(parser)
-    args = parser.parse_args(argv)
-    setup_logging()
-    config = SpinConfig(
-        model=args.model,
-        sft_data=args.sft_data,
-        output_dir=args.output_dir,
-        iterations=args.iterations,
-        loss=args.loss,
-        mix_previous=args.mix_previous,
-        sampling=sampling_from_args(args),
-        train=train_options_from_args(args),
+    parser.add_argument(
+        "--ref-cache-dir", default=None, help="shared reference log-prob cache (sequence-level losses)"
     )
+    add_arguments(parser, SPIN_TRAINING, omit=LAUNCH_FIELDS, title="training")
+    args = parser.parse_args(argv)
+    try:
+        config = SpinConfig(
+            sft_data=args.sft_data,
+            output_dir=args.output_dir,
+            training=from_arguments(SPIN_TRAINING, args),
+            iterations=args.iterations,
+            mix_previous=args.mix_previous,
+            sampling=sampling_from_args(args),
+            ref_cache_dir=args.ref_cache_dir,
+        )
+    except ValueError as err:
+        parser.error(str(err))
+    setup_logging()
     checkpoints = run_spin(config)
     print(f"SPIN: {len(checkpoints)} iterations; final checkpoint {checkpoints[-1]}")
     return 0

@@ -1,0 +1,59 @@
+"""The leaderboard of a run as data: done candidates by fitness, each with its paired difference to DPO."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from evaluators.fitness import Fitness, paired_delta
+from evo.archive import Archive, Candidate
+from evo.status import Status
+
+REFERENCE_BASELINE = "dpo"
+
+
+@dataclass(frozen=True)
+class Row:
+    rank: int
+    id: int
+    name: str
+    fitness: float
+    stderr: float
+    delta_vs_dpo: float | None
+    delta_stderr: float | None
+    generation: int
+    proposer: str
+
+
+def _fitness(c: Candidate) -> Fitness:
+    return Fitness(c.fitness, c.stderr or 0.0, c.n or 0, c.metrics.get("fitness_details", {}))
+
+
+def dpo_baseline(candidates: list[Candidate]) -> Candidate | None:
+    """The DPO baseline of generation 0 once it is done: what every delta is measured against."""
+    return next(
+        (
+            c
+            for c in candidates
+            if c.generation == 0 and c.name == REFERENCE_BASELINE and c.status == Status.DONE
+        ),
+        None,
+    )
+
+
+def leaderboard(archive: Archive, top: int | None = None) -> tuple[list[Row], dict[str, int]]:
+    """The ``top`` done candidates (all when None) with their paired delta vs DPO, and the status counts."""
+    done = archive.top(top or 10**9)
+    dpo = dpo_baseline(archive.in_generation(0))
+    rows = []
+    for rank, c in enumerate(done, start=1):
+        delta = delta_se = None
+        if dpo is not None:
+            try:
+                paired = paired_delta(_fitness(c), _fitness(dpo))
+                delta, delta_se = paired.delta, paired.stderr
+            except ValueError:  # no per-item scores: fall back to the plain difference
+                delta = c.fitness - dpo.fitness
+        rows.append(
+            Row(rank, c.id, c.name, c.fitness, c.stderr or 0.0, delta, delta_se, c.generation, c.proposer)
+        )
+    return rows, archive.status_counts()
