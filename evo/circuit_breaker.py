@@ -11,7 +11,11 @@ from dataclasses import dataclass, field
 
 from evo.status import Status
 
-CANDIDATE_FAULTS = frozenset({"CandidateDiverged"})  # error classes a loss earns by itself
+# Error classes a loss earns by itself: it diverged (trainer), the sandbox rejected or could not trace it, or its
+# graph failed on these inputs (sandbox.interpreter).
+CANDIDATE_FAULTS = frozenset(
+    {"CandidateDiverged", "PolicyError", "LossRejected", "GraphRuntimeError", "GuardMismatch"}
+)
 
 
 class CircuitOpen(RuntimeError):

@@ -25,10 +25,10 @@ from evo.ranking import Row, leaderboard
 
 def run_notes(archive: Archive) -> list[str]:
     """What the search recorded about the run as a whole: disabled proposers, an early end, a stop."""
-    notes = [f"{arm} proposer disabled: {why}" for arm, why in (archive.get_meta("disabled_proposers") or {}).items()]
+    notes = [f"{arm} proposer disabled: {why}" for arm, why in (archive.note("disabled_proposers") or {}).items()]
     for key in ("proposing_ended", "circuit_breaker"):
-        if archive.get_meta(key):
-            notes.append(("stopped by the circuit breaker: " if key == "circuit_breaker" else "") + archive.get_meta(key))
+        if archive.note(key):
+            notes.append(("stopped by the circuit breaker: " if key == "circuit_breaker" else "") + archive.note(key))
     return notes
 
 

@@ -27,8 +27,8 @@ from evo.job import CandidateJob, JobResult, run_job
 from evo.live_steps import STEP_LOG, StepTail
 from evo.progress import SearchProgress
 from evo.proposers.base import Proposal, Proposer, ProposerUnavailable, Unparseable
-from evo.proposers.symbolic import SymbolicProposer
 from evo.proposers.server_watch import ServerWatch
+from evo.proposers.symbolic import SymbolicProposer
 from evo.status import Status
 from sandbox.executor import SandboxPool
 from sandbox.validate import ValidationResult, validate_source
@@ -38,7 +38,7 @@ from trainer.models import cache_root
 log = logging.getLogger(__name__)
 
 BASELINE_LOSSES = {"dpo": "sigmoid"}
-# Run-level records in the archive's meta table (shown under the leaderboard): arm -> why it was disabled, why
+# Run-level notes in the archive (shown under the leaderboard): arm -> why it was disabled, why
 # proposing ended early, why the circuit breaker stopped the run. Each session of a run starts them afresh.
 DISABLED_PROPOSERS, PROPOSING_ENDED, CIRCUIT_BREAKER = "disabled_proposers", "proposing_ended", "circuit_breaker"
 PIPELINE_BASELINES = ("spin", "spa", "aepo_dpo")  # procedures, not just losses: run by trainer.pipelines
@@ -99,7 +99,7 @@ class Search:
         """Raises ``CircuitOpen`` when the circuit breaker stops the run."""
         self.data = prepare_data(self.config, self.run_dir)
         for key in (DISABLED_PROPOSERS, PROPOSING_ENDED, CIRCUIT_BREAKER):
-            self.archive.set_meta(key, None)
+            self.archive.set_note(key, None)
         self.progress.start()
         self._resume_interrupted()
         self._baselines()
@@ -163,8 +163,8 @@ class Search:
 
     def _disable(self, arm: str, reason: str) -> None:
         self.bandit.disable(arm)
-        disabled = self.archive.get_meta(DISABLED_PROPOSERS) or {}
-        self.archive.set_meta(DISABLED_PROPOSERS, {**disabled, arm: reason})
+        disabled = self.archive.note(DISABLED_PROPOSERS) or {}
+        self.archive.set_note(DISABLED_PROPOSERS, {**disabled, arm: reason})
         self.progress.disabled[arm] = reason
         self.progress.event(f"the {arm} proposer is disabled: {reason}")
 
@@ -174,7 +174,7 @@ class Search:
         if arm is None:
             off = "; ".join(f"{a}: {why.splitlines()[0]}" for a, why in self.progress.disabled.items())
             self.proposing_ended = f"proposing ended: no proposer is left ({off}); the candidates in flight finish"
-            self.archive.set_meta(PROPOSING_ENDED, self.proposing_ended)
+            self.archive.set_note(PROPOSING_ENDED, self.proposing_ended)
             self.progress.event(self.proposing_ended)
             return
         self.progress.event(f"generation {generation}: asking the {arm} proposer")
@@ -343,7 +343,7 @@ class Search:
                 self.archive.update(
                     candidate_id, status=Status.TRAINING, reason=f"stopped by the circuit breaker: {err}"
                 )
-            self.archive.set_meta(CIRCUIT_BREAKER, str(err))
+            self.archive.set_note(CIRCUIT_BREAKER, str(err))
             raise
 
 

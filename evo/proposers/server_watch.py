@@ -35,7 +35,6 @@ class ServerWatch:
         self.backoff_s = backoff_s
         self.sleep = sleep
         self.restarts_in_a_row = 0
-        self.restarts = 0
         self.failure: str | None = None  # set once the server is given up
 
     def served(self) -> None:
@@ -63,7 +62,6 @@ class ServerWatch:
             except LlamaServerError as err:
                 log_tail = str(err)
                 continue
-            self.restarts += 1
             self.notify(f"llama.cpp server restarted (pid {self.server.pid}) at {self.server.base_url}")
             return
         self.failure = (

@@ -7,6 +7,7 @@ import yaml
 from evo.archive import Archive
 from evo.bandit import reward
 from evo.circuit_breaker import CircuitBreaker, CircuitOpen
+from evo.leaderboard import run_notes
 from tests.evo.conftest import launch
 
 
@@ -28,6 +29,20 @@ def test_a_series_of_one_infrastructure_error_opens_the_breaker():
     never = CircuitBreaker(limit=0)
     for cid in range(10):
         never.record(cid, "failed", "OSError", "OSError")
+
+
+def test_run_notes_are_kept_in_the_archive_and_shown_under_the_leaderboard(tmp_path):
+    archive = Archive(tmp_path / "a.sqlite")
+    archive.set_note("disabled_proposers", {"llm": "the LLM budget of $1.0000 is spent ($1.2000)"})
+    archive.set_note("circuit_breaker", "3 candidates in a row (1, 2, 3) failed with OSError: disk full")
+    archive.close()
+    archive = Archive(tmp_path / "a.sqlite")  # persisted
+    assert run_notes(archive) == [
+        "llm proposer disabled: the LLM budget of $1.0000 is spent ($1.2000)",
+        "stopped by the circuit breaker: 3 candidates in a row (1, 2, 3) failed with OSError: disk full",
+    ]
+    archive.set_note("circuit_breaker", None)
+    assert archive.note("circuit_breaker") is None and len(run_notes(archive)) == 1
 
 
 def test_the_bandit_rewards_a_failure_with_nothing():
@@ -56,7 +71,7 @@ def test_repeated_failures_stop_the_run_which_resumes_after_the_fix(tmp_path, re
     # Not the losses' fault: the three are kept for the resumed run, like the fourth, in flight when it stopped.
     assert [c.status for c in rows] == ["training"] * 4
     assert all("stopped by the circuit breaker" in c.reason for c in rows[:3]) and rows[3].reason is None
-    assert "FileNotFoundError" in archive.get_meta("circuit_breaker")
+    assert "FileNotFoundError" in archive.note("circuit_breaker")
     archive.close()
 
     saved = yaml.safe_load(
@@ -68,4 +83,4 @@ def test_repeated_failures_stop_the_run_which_resumes_after_the_fix(tmp_path, re
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     archive = Archive(run_dir / "archive.sqlite")
     assert [c.status for c in archive.all()] == ["done"] * 4  # the three again, and the generation's last one
-    assert archive.get_meta("circuit_breaker") is None
+    assert archive.note("circuit_breaker") is None

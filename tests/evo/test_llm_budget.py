@@ -59,7 +59,7 @@ def test_an_llm_only_run_ends_cleanly_and_its_resume_finishes_at_once(tmp_path, 
             ("llm", "unparseable"),
             ("llm", "unparseable"),
         ]  # the baseline in flight finished
-        assert archive.get_meta("proposing_ended").startswith(ended)
+        assert archive.note("proposing_ended").startswith(ended)
         archive.close()
 
         again = launch(["--resume", str(run_dir)], env=WIDE)

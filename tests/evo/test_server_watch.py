@@ -83,7 +83,7 @@ def test_a_killed_server_is_restarted_and_the_llm_answers(tmp_path):
     (llm,) = [c for c in archive.all() if c.proposer == "llm"]
     assert llm.llm_tokens_out > 0  # the restarted server answered
     assert not llm.metrics.get("llm_faults")  # no connection errors: the death was seen before the request
-    assert archive.get_meta("disabled_proposers") is None
+    assert archive.note("disabled_proposers") is None
     assert "APIConnectionError" not in output
 
 
@@ -94,7 +94,7 @@ def test_a_server_that_cannot_come_back_disables_the_llm_and_the_search_goes_on(
     assert output.count("restarting it in") == 3  # bounded: three tries, with backoff 1s, 2s, 4s
     assert "the llm proposer is disabled: the llama.cpp server cannot serve" in output
     archive = Archive(run_dir / "archive.sqlite")
-    reason = archive.get_meta("disabled_proposers")["llm"]
+    reason = archive.note("disabled_proposers")["llm"]
     assert (
         f"(pid {killed}) died with exit code -9" in reason and "address already in use" in reason
     )  # its log
