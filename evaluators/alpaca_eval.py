@@ -8,18 +8,22 @@ config is written at run time into `DIR/annotator/`: a copy of one of the packag
 2.0's `weighted_alpaca_eval_gpt4_turbo`, which reads the judge's log-probabilities of `m`/`M`) with the judge's
 model name, plus a client config holding only the base URL; the key is handed to the client in memory. Judge
 annotations are cached in `DIR/annotator/`, so a rerun makes no new judge calls. Score = length-controlled win
-rate (percent); with very few instances the LC fit can fail or return NaN, which is then reported in
-`details["lc_error"]` (score NaN) instead of crashing; the raw win rate is always in `details["win_rate"]`.
+rate (percent). Its fit needs `df_gamed.csv` from the Hugging Face dataset `tatsu-lab/alpaca_eval`: the file given
+with `--lc-gamed-file` (`lc_gamed_file` in a recipe), else the Hugging Face cache, else a download; when none is
+there, the evaluation fails before any generation and says so. With very few instances the fit itself can fail or
+return NaN, which is reported in `details["lc_error"]` (score NaN); the raw win rate is always in
+`details["win_rate"]`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import random
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,13 +31,15 @@ from typing import Any
 import yaml
 
 from evaluators.cli import print_fitness
-from evaluators.fitness import Fitness
+from evaluators.fitness import Fitness, FitnessUnavailable
 from evaluators.judge import JudgeConfig, add_judge_arguments, judge_from_arguments
 from evaluators.sources import ALPACA_EVAL_REFERENCE_OUTPUTS, fetch
 from trainer.generation import SamplingConfig, chat, load_model
 from trainer.models import cache_root
 
 ANNOTATOR_NAME = "evopo_judge"
+GAMED_REPO, GAMED_FILE = "tatsu-lab/alpaca_eval", "df_gamed.csv"
+GAMED_URL = f"https://huggingface.co/datasets/{GAMED_REPO}/resolve/main/{GAMED_FILE}"
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,43 @@ class AlpacaEvalSpec:
     batch_size: int = 8
     conv_template: str | None = None
     seed: int = 0
+    lc_gamed_file: str | None = None  # df_gamed.csv for the length-controlled fit; None: Hugging Face cache/download
+
+
+def lc_gamed_file(spec: AlpacaEvalSpec) -> Path:
+    """The `df_gamed.csv` the length-controlled fit needs: `spec.lc_gamed_file`, else the Hugging Face cache, else
+    a download. Raises `FitnessUnavailable`, naming the file and the option, when there is none."""
+    if spec.lc_gamed_file:
+        path = Path(spec.lc_gamed_file).expanduser()
+        if not path.is_file():
+            raise FitnessUnavailable(f"--lc-gamed-file / fitness.alpaca_eval.lc_gamed_file: no file at {path}")
+        return path
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+
+    cached = try_to_load_from_cache(GAMED_REPO, GAMED_FILE, repo_type="dataset")
+    if isinstance(cached, str):
+        return Path(cached)
+    try:
+        return Path(hf_hub_download(GAMED_REPO, GAMED_FILE, repo_type="dataset"))
+    except Exception as err:  # noqa: BLE001 - offline, no access, no such revision: all mean "not here"
+        raise FitnessUnavailable(
+            f"AlpacaEval's length-controlled win rate needs {GAMED_FILE} from the Hugging Face dataset {GAMED_REPO}; "
+            f"it is not in the Hugging Face cache and could not be downloaded ({type(err).__name__}). Download "
+            f"{GAMED_URL} and pass its path with --lc-gamed-file PATH (in a recipe: fitness.alpaca_eval.lc_gamed_file)"
+        ) from err
+
+
+@contextlib.contextmanager
+def _gamed_file_from(path: Path) -> Iterator[None]:
+    """alpaca_eval's LC fit fetches df_gamed.csv with `hf_hub_download` and takes no path: hand it ours."""
+    from alpaca_eval.metrics import glm_winrate
+
+    original = glm_winrate.hf_hub_download
+    glm_winrate.hf_hub_download = lambda *args, **kwargs: str(path)
+    try:
+        yield
+    finally:
+        glm_winrate.hf_hub_download = original
 
 
 def select_instances(
@@ -126,18 +169,17 @@ def write_annotator_config(directory: Path, spec: AlpacaEvalSpec) -> Path:
     return path
 
 
-def _metrics(weights_dir: Path):
+def _metrics(weights_dir: Path, gamed_file: Path):
     """Win rate, plus the length-controlled win rate when its GLM can be fitted (else NaN and the reason)."""
     from alpaca_eval.metrics import get_length_controlled_winrate, get_winrate
 
     def compute(annotations: Any) -> dict[str, Any]:
         metrics = dict(get_winrate(annotations))
         try:
-            metrics |= get_length_controlled_winrate(annotations, save_weights_dir=weights_dir)
+            with _gamed_file_from(gamed_file):
+                metrics |= get_length_controlled_winrate(annotations, save_weights_dir=weights_dir)
         except Exception as err:  # noqa: BLE001 - any failure of the GLM fit is reported, not raised
             reason = f"{type(err).__name__}: {err}"
-            if type(err).__module__.startswith("huggingface_hub"):
-                reason = f"the LC fit needs df_gamed.csv from the Hugging Face dataset tatsu-lab/alpaca_eval ({reason})"
             return metrics | {
                 "length_controlled_winrate": math.nan,
                 "lc_standard_error": math.nan,
@@ -154,6 +196,7 @@ def evaluate(model_dir: str | Path, spec: AlpacaEvalSpec) -> Fitness:
     """Length-controlled AlpacaEval win rate of the model at `model_dir` against the reference outputs."""
     import alpaca_eval
 
+    gamed_file = lc_gamed_file(spec)  # before any generation: without it the score cannot be computed
     model_id = spec.model_id or Path(model_dir).name
     output_dir = (
         Path(spec.output_dir)
@@ -175,7 +218,7 @@ def evaluate(model_dir: str | Path, spec: AlpacaEvalSpec) -> Fitness:
         output_path=output_dir,
         precomputed_leaderboard=None,
         is_return_instead_of_print=True,
-        fn_metric=_metrics(output_dir / "annotator" / "glm_weights"),
+        fn_metric=_metrics(output_dir / "annotator" / "glm_weights", gamed_file),
         caching_path=output_dir / "annotator" / "annotations_cache.json",
         annotation_kwargs={"client_kwargs": {"api_key": spec.judge.api_key()}},
     )
@@ -213,6 +256,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=1024)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--conv-template", default=None, help="FastChat conversation template name")
+    parser.add_argument(
+        "--lc-gamed-file", default=None,
+        help=f"local {GAMED_FILE} for the length-controlled fit (default: the Hugging Face cache, else {GAMED_URL})",
+    )
     add_judge_arguments(parser, default_model="gpt-4-1106-preview")
     args = parser.parse_args(argv)
     spec = AlpacaEvalSpec(
@@ -225,8 +272,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size,
         conv_template=args.conv_template,
+        lc_gamed_file=args.lc_gamed_file,
     )
-    fitness = evaluate(args.model, spec)
+    try:
+        fitness = evaluate(args.model, spec)
+    except FitnessUnavailable as err:
+        raise SystemExit(f"error: {err}") from None
     print_fitness("AlpacaEval LC win rate", fitness, args.output_dir)
     details = fitness.details
     print(

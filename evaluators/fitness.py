@@ -35,6 +35,11 @@ class Fitness:
         path.write_text(json.dumps(self.to_json(), indent=2, allow_nan=True) + "\n")
 
 
+class FitnessUnavailable(RuntimeError):
+    """An evaluator cannot compute its score with what this machine has (a missing file or key); raised before
+    any generation, with what is missing and the option that supplies it."""
+
+
 @dataclass(frozen=True)
 class PairedDelta:
     """Mean of (a - b) over the items both models were scored on, with the standard error of that mean."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import random
 import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -18,6 +19,8 @@ from urllib.parse import urlparse
 
 import openai
 from rich.progress import Progress
+
+from evaluators.chat_retry import chat_with_retries
 
 ERROR_OUTPUT = "$ERROR$"  # FastChat's marker for a judgment that failed after all retries
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -51,27 +54,43 @@ class JudgeConfig:
         raise RuntimeError(f"the judge's API key is read from ${self.api_key_env}, which is not set")
 
     def client(self) -> openai.OpenAI:
-        """A client that retries connection errors, 408/409/429 and 5xx with exponential backoff."""
+        """A client that does not retry by itself: `ask` retries, with the proposer's bounded backoff."""
         return openai.OpenAI(
             base_url=self.base_url,
             api_key=self.api_key(),
-            max_retries=self.max_retries,
+            max_retries=0,
             timeout=self.timeout_s,
         )
 
 
+@dataclass(frozen=True)
+class JudgeReply:
+    """The judge's text, or `ERROR_OUTPUT` and the reason when no usable reply came after every try."""
+
+    text: str
+    error: str | None = None
+
+
+def ask(client: openai.OpenAI, config: JudgeConfig, messages: list[dict[str, str]]) -> JudgeReply:
+    """One judgment, tried `config.max_retries + 1` times through errors, truncated or non-JSON bodies and
+    empty replies (`evaluators.chat_retry`); a judgment that never came is `ERROR_OUTPUT` with the reason."""
+    result = chat_with_retries(
+        client,
+        config.max_retries + 1,
+        random.Random(),
+        model=config.model,
+        messages=messages,
+        temperature=config.temperature,
+        max_tokens=config.max_tokens,
+    )
+    if result.text is None:
+        return JudgeReply(ERROR_OUTPUT, result.error)
+    return JudgeReply(result.text)
+
+
 def complete(client: openai.OpenAI, config: JudgeConfig, messages: list[dict[str, str]]) -> str:
-    """The judge's reply, or `ERROR_OUTPUT` when the request still fails after the client's retries."""
-    try:
-        response = client.chat.completions.create(
-            model=config.model,
-            messages=messages,
-            temperature=config.temperature,
-            max_tokens=config.max_tokens,
-        )
-    except openai.APIError:
-        return ERROR_OUTPUT
-    return response.choices[0].message.content or ""
+    """The judge's reply text, or `ERROR_OUTPUT` when none came (see `ask`)."""
+    return ask(client, config, messages).text
 
 
 def parse_rating(judgment: str) -> float:

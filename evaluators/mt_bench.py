@@ -31,7 +31,7 @@ from evaluators.judge import (
     ERROR_OUTPUT,
     JudgeConfig,
     add_judge_arguments,
-    complete,
+    ask,
     judge_from_arguments,
     parse_rating,
     run_parallel,
@@ -170,18 +170,18 @@ def run_judgments(
     lock, client = threading.Lock(), judge.client() if todo else None
 
     def grade(task: JudgeTask) -> dict:
-        judgment = complete(client, judge, judge_messages(task))
-        rating = parse_rating(judgment)  # NaN for ERROR_OUTPUT too
+        reply = ask(client, judge, judge_messages(task))
+        rating = parse_rating(reply.text)  # NaN for ERROR_OUTPUT too
         row = {
             "question_id": task.question_id,
             "model": model_id,
             "judge": list(task.judge),
             "user_prompt": task.user_prompt,
-            "judgment": judgment,
+            "judgment": reply.text,
             "score": UNRATED if math.isnan(rating) else rating,
             "turn": task.turn,
             "tstamp": time.time(),
-        }
+        } | ({"error": reply.error} if reply.error else {})  # why the turn is unrated: every try's fault
         with lock, path.open("a") as out:  # appended at once: an interrupted run keeps what it paid for
             out.write(json.dumps(row) + "\n")
         return row

@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS candidates (
 );
 CREATE INDEX IF NOT EXISTS by_status ON candidates(status);
 CREATE INDEX IF NOT EXISTS by_fingerprint ON candidates(fingerprint);
+CREATE TABLE IF NOT EXISTS notes (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 # Columns added after the first archives were written: (name, type, where older archives kept the value).
 _ADDED_COLUMNS = (("pipeline", "TEXT", "$.pipeline"), ("best_before", "REAL", "$.best_before"))
@@ -219,6 +220,21 @@ class Archive:
         where = f"({' OR '.join(clauses)}) AND status IN ({', '.join('?' for _ in TRAINED)})"
         found = self._select(where, (*params, *TRAINED), limit=1)
         return found[0] if found else None
+
+    # ---- run-level notes ----------------------------------------------------------------------------------------
+    def set_note(self, key: str, value: Any) -> None:
+        """Record (JSON) something about the run as a whole: a disabled proposer, why proposing ended, why the
+        circuit breaker stopped the run; None removes it."""
+        with self._transaction() as db:
+            if value is None:
+                db.execute("DELETE FROM notes WHERE key = ?", (key,))
+            else:
+                db.execute("INSERT OR REPLACE INTO notes (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+    def note(self, key: str) -> Any:
+        """The run-level note ``key``, or None."""
+        row = self._db.execute("SELECT value FROM notes WHERE key = ?", (key,)).fetchone()
+        return json.loads(row["value"]) if row else None
 
     def status_counts(self) -> dict[str, int]:
         rows = self._db.execute("SELECT status, COUNT(*) AS n FROM candidates GROUP BY status").fetchall()

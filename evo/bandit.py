@@ -1,7 +1,7 @@
 """Shares the proposal budget between proposers by their yield (Thompson sampling on a Beta posterior).
 
-A proposal's reward in [0, 1]: 0 when it was unparseable, invalid or a duplicate; 0.5 when it was trained; 1 when
-it also beat the best fitness known when it was proposed. Each proposer is tried once before sampling starts. The
+A proposal's reward in [0, 1]: 0 when it was unparseable, invalid, a duplicate or failed; 0.5 when it was trained
+(or is training); 1 when it also beat the best fitness known when it was proposed. Each proposer is tried once before sampling starts. The
 posterior is rebuilt from the archive, so a
 resumed run keeps what the bandit had learnt."""
 
@@ -11,11 +11,11 @@ import random
 from collections.abc import Sequence
 
 from evo.archive import Archive
-from evo.status import TRAINED, Status
+from evo.status import Status
 
 
 def reward(status: Status, fitness: float | None, best_before: float | None) -> float:
-    if status not in TRAINED:
+    if status not in (Status.TRAINING, Status.DONE):  # a failed candidate earns nothing (TRAINED holds FAILED)
         return 0.0
     if status == Status.DONE and fitness is not None and (best_before is None or fitness > best_before):
         return 1.0
@@ -41,10 +41,11 @@ class ProposerBandit:
     def disable(self, arm: str) -> None:
         self.disabled.add(arm)
 
-    def choose(self) -> str:
+    def choose(self) -> str | None:
+        """The arm to ask next; None when every arm is disabled."""
         live = [a for a in self.arms if a not in self.disabled]
         if not live:
-            raise RuntimeError("every proposer is disabled")
+            return None
         untried = [a for a in live if self.pulls[a] == 0]
         if untried:  # every proposer gets a first chance before the posterior decides
             return untried[0]

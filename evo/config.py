@@ -87,6 +87,7 @@ class ResourcesConfig:
     num_gpus: float = 0.0
     max_in_flight: int = 1
     task_timeout_s: float = 3600.0
+    max_failures_in_a_row: int = 3  # candidates failing in a row with one infrastructure error stop the run (0: never)
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from evaluators import evaluate, make_spec
-from evaluators.fitness import Fitness
+from evaluators.fitness import Fitness, FitnessUnavailable
 from evo.config import FitnessConfig
+from evo.live_steps import STEP_LOG
 from evo.status import Status
 from trainer.config import TrainingConfig, TrainRun
 from trainer.losses.discovered import candidate_loss
+from trainer.step_log import StepLogCallback
 from trainer.train import TrainResult, run_training
 from trainer.trainer import CandidateDiverged
 
@@ -53,6 +55,19 @@ class JobResult:
     n: int | None = None
     metrics: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
+    error_class: str | None = None  # what kind of failure (an exception's class name): the circuit breaker's key
+
+
+class NonFiniteFitness(ValueError):
+    """An evaluator returned a NaN or infinite score; never recorded as a fitness."""
+
+
+def _finite(name: str, fitness: Fitness) -> Fitness:
+    if math.isfinite(fitness.score) and math.isfinite(fitness.stderr):
+        return fitness
+    why = "; ".join(f"{k}: {v}" for k, v in fitness.details.items() if k.endswith("_error") and v)
+    raise NonFiniteFitness(f"the {name} evaluator returned score {fitness.score} +- {fitness.stderr}"
+                           + (f" ({why})" if why else ""))
 
 
 def _spec_options(name: str, fitness: FitnessConfig, job: CandidateJob) -> dict:
@@ -64,16 +79,35 @@ def _spec_options(name: str, fitness: FitnessConfig, job: CandidateJob) -> dict:
     return options
 
 
+def preflight(fitness: FitnessConfig) -> None:
+    """Fail before any training when the fitness cannot be computed on this machine: a judged benchmark without
+    its judge's key, AlpacaEval LC without df_gamed.csv (``FitnessUnavailable`` says what and which option)."""
+    names = list(fitness.weights) if fitness.kind == "weighted" else [fitness.kind]
+    for name in names:
+        if name not in ("mt_bench", "alpaca_eval", "alpaca_eval_lc"):
+            continue
+        spec = make_spec(name, **dict(getattr(fitness, "alpaca_eval" if name.startswith("alpaca_eval") else name)))
+        try:
+            spec.judge.api_key()
+        except RuntimeError as err:
+            raise FitnessUnavailable(f"fitness {name}: {err}") from err
+        if name.startswith("alpaca_eval"):
+            from evaluators.alpaca_eval import lc_gamed_file
+
+            lc_gamed_file(spec)
+
+
 def score(model_dir: str, job: CandidateJob) -> Fitness:
-    """The configured fitness: one evaluator, or a weighted sum (stderr combined as independent)."""
+    """The configured fitness: one evaluator, or a weighted sum (stderr combined as independent). A non-finite
+    score raises ``NonFiniteFitness`` with the evaluator's reason."""
     config = job.fitness
     if config.kind != "weighted":
-        return evaluate(model_dir, make_spec(config.kind, **_spec_options(config.kind, config, job)))
+        return _finite(config.kind, evaluate(model_dir, make_spec(config.kind, **_spec_options(config.kind, config, job))))
     if not config.weights:
         raise ValueError("fitness.kind 'weighted' needs fitness.weights")
     total, variance, parts = 0.0, 0.0, {}
     for name, weight in config.weights.items():
-        part = evaluate(model_dir, make_spec(name, **_spec_options(name, config, job)))
+        part = _finite(name, evaluate(model_dir, make_spec(name, **_spec_options(name, config, job))))
         total += weight * part.score
         variance += (weight * part.stderr) ** 2
         parts[name] = part.to_json()
@@ -126,27 +160,36 @@ def run_job(job: CandidateJob) -> JobResult:
             # a search-scale job trains in its Ray worker: training.deepspeed is for evo.retrain's launches
             training = job.training.with_loss(job.loss) if job.loss else job.training
             trained = run_training(
-                training, run, loss=candidate_loss(job.name, None if job.loss else job.code)
+                training,
+                run,
+                loss=candidate_loss(job.name, None if job.loss else job.code),
+                callbacks=[StepLogCallback(work / STEP_LOG)],
             )
         timings["train_s"] = time.monotonic() - started
         scored_at = time.monotonic()
         fitness = score(str(model_dir), job)
         timings["eval_s"] = time.monotonic() - scored_at
     except CandidateDiverged as err:
-        return JobResult(job.candidate_id, Status.FAILED, f"training diverged: {err}", timings=timings)
+        return JobResult(
+            job.candidate_id,
+            Status.FAILED,
+            f"training diverged: {err}",
+            timings=timings,
+            error_class=type(err).__name__,
+        )
     except Exception as err:  # a bad candidate must not take the loop down
         tail = "".join(traceback.format_exception(err)[-3:])[-1500:]
         return JobResult(
-            job.candidate_id, Status.FAILED, f"{type(err).__name__}: {err}"[:500] + f"\n{tail}", timings=timings
+            job.candidate_id,
+            Status.FAILED,
+            f"{type(err).__name__}: {err}"[:500] + f"\n{tail}",
+            timings=timings,
+            error_class=type(err).__name__,
         )
     finally:
         if not job.keep_model:
             shutil.rmtree(model_dir, ignore_errors=True)
             shutil.rmtree(work / "pipeline", ignore_errors=True)
-    if not math.isfinite(fitness.score):
-        return JobResult(
-            job.candidate_id, Status.FAILED, f"the evaluator returned a non-finite score ({fitness.score})"
-        )
     metrics = {
         "steps": trained.steps,
         "first_loss": trained.first_loss,

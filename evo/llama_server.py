@@ -69,6 +69,16 @@ class LlamaServer:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The server's process id (also after it exited), None before the first start or after ``stop``."""
+        return None if self._process is None else self._process.pid
+
+    @property
+    def exit_code(self) -> int | None:
+        """How the server's process ended (negative: killed by that signal), None while it runs."""
+        return None if self._process is None else self._process.poll()
+
     def command(self) -> list[str]:
         cfg = self.config
         command = [
@@ -91,11 +101,12 @@ class LlamaServer:
         return command + list(cfg.extra_args)
 
     def start(self) -> LlamaServer:
-        """Start the process and block until it serves `/v1/models`."""
+        """Start the process (again, after it died: same port, its log appended) and block until it serves
+        `/v1/models`."""
         if self.running:
             return self
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "wb") as log:
+        with open(self.log_path, "ab") as log:
             self._process = subprocess.Popen(
                 self.command(),
                 stdout=log,

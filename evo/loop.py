@@ -1,8 +1,11 @@
 """The search driver: propose -> validate (sandbox) -> deduplicate -> train + evaluate (Ray task) -> record.
 
 The driver is the archive's only writer. It keeps proposing while candidate tasks run, sends sandbox failures
-back to the LLM for repair, never trains a duplicate, and turns every failure into a recorded status. All state
-lives in the archive, so ``Search(..., resume=True)`` continues a run killed at any moment."""
+back to the LLM for repair, never trains a duplicate, and turns every failure into a recorded status. A proposer
+that can no longer propose (its budget spent, its server gone) is disabled with the reason; when none is left,
+proposing ends and the candidates in flight finish. Candidates that keep failing for one reason of the setup
+open the circuit breaker, which stops the run. All state lives in the archive, so a resumed search continues a
+run killed at any moment."""
 
 from __future__ import annotations
 
@@ -17,11 +20,14 @@ import ray
 
 from evo.archive import Archive, Candidate
 from evo.bandit import ProposerBandit, reward
+from evo.circuit_breaker import CircuitBreaker, CircuitOpen
 from evo.config import SearchConfig
 from evo.data_prep import TrainingData, prepare_data
 from evo.job import CandidateJob, JobResult, run_job
+from evo.live_steps import STEP_LOG, StepTail
 from evo.progress import SearchProgress
-from evo.proposers.base import Proposal, Proposer, Unparseable
+from evo.proposers.base import Proposal, Proposer, ProposerUnavailable, Unparseable
+from evo.proposers.server_watch import ServerWatch
 from evo.proposers.symbolic import SymbolicProposer
 from evo.status import Status
 from sandbox.executor import SandboxPool
@@ -32,6 +38,9 @@ from trainer.models import cache_root
 log = logging.getLogger(__name__)
 
 BASELINE_LOSSES = {"dpo": "sigmoid"}
+# Run-level notes in the archive (shown under the leaderboard): arm -> why it was disabled, why
+# proposing ended early, why the circuit breaker stopped the run. Each session of a run starts them afresh.
+DISABLED_PROPOSERS, PROPOSING_ENDED, CIRCUIT_BREAKER = "disabled_proposers", "proposing_ended", "circuit_breaker"
 PIPELINE_BASELINES = ("spin", "spa", "aepo_dpo")  # procedures, not just losses: run by trainer.pipelines
 
 
@@ -68,6 +77,10 @@ class Search:
         self.data: TrainingData | None = None
         self.progress = SearchProgress(config)
         self.observers: list[Callable[[Candidate], None]] = []  # told of every candidate that reaches a final status
+        self.step_observers: list[Callable[[Candidate, list[dict]], None]] = []  # told of new training steps
+        self.steps = StepTail()
+        self.breaker = CircuitBreaker(config.resources.max_failures_in_a_row)
+        self.proposing_ended: str | None = None
 
     def _finalized(self, candidate_id: int) -> None:
         candidate = self.archive.get(candidate_id)
@@ -83,16 +96,23 @@ class Search:
 
     # ---- one run ------------------------------------------------------------------------------------------------
     def run(self) -> None:
+        """Raises ``CircuitOpen`` when the circuit breaker stops the run."""
         self.data = prepare_data(self.config, self.run_dir)
+        for key in (DISABLED_PROPOSERS, PROPOSING_ENDED, CIRCUIT_BREAKER):
+            self.archive.set_note(key, None)
         self.progress.start()
         self._resume_interrupted()
         self._baselines()
         for generation in range(1, self.config.generations + 1):
-            while len(self.archive.in_generation(generation)) < self.config.population:
+            while self.proposing_ended is None and len(self.archive.in_generation(generation)) < self.config.population:
                 self._collect(block=False)
                 self._propose_and_submit(generation)
             while self.in_flight:
                 self._collect(block=True)
+            if self.proposing_ended is not None:
+                break
+        while self.in_flight:  # the baselines of a run with no generation
+            self._collect(block=True)
         self.progress.stop()
 
     # ---- generation 0 and resume ----------------------------------------------------------------------------------
@@ -131,18 +151,39 @@ class Search:
             self._validate_and_submit(candidate.id, candidate.proposer, proposal, candidate.repair_round)
 
     # ---- proposing ----------------------------------------------------------------------------------------------
-    def _llm_budget_left(self) -> bool:
-        limit = self.config.llm.max_cost_usd
-        return limit is None or self.archive.llm_spend()["cost_usd"] < limit
+    def _llm_usable(self) -> bool:
+        """The LLM proposer is enabled and its budget is not spent (else it is disabled now, with the reason)."""
+        if "llm" not in self.proposers or "llm" in self.bandit.disabled:
+            return False
+        limit, spent = self.config.llm.max_cost_usd, self.archive.llm_spend()["cost_usd"]
+        if limit is not None and spent >= limit:
+            self._disable("llm", f"the LLM budget of ${limit:.4f} is spent (${spent:.4f})")
+            return False
+        return True
+
+    def _disable(self, arm: str, reason: str) -> None:
+        self.bandit.disable(arm)
+        disabled = self.archive.note(DISABLED_PROPOSERS) or {}
+        self.archive.set_note(DISABLED_PROPOSERS, {**disabled, arm: reason})
+        self.progress.disabled[arm] = reason
+        self.progress.event(f"the {arm} proposer is disabled: {reason}")
 
     def _propose_and_submit(self, generation: int) -> None:
-        if "llm" in self.proposers and not self._llm_budget_left():
-            log.warning("LLM budget of $%.2f spent: only the symbolic proposer continues", self.config.llm.max_cost_usd)
-            self.bandit.disable("llm")
+        self._llm_usable()
         arm = self.bandit.choose()
+        if arm is None:
+            off = "; ".join(f"{a}: {why.splitlines()[0]}" for a, why in self.progress.disabled.items())
+            self.proposing_ended = f"proposing ended: no proposer is left ({off}); the candidates in flight finish"
+            self.archive.set_note(PROPOSING_ENDED, self.proposing_ended)
+            self.progress.event(self.proposing_ended)
+            return
         self.progress.event(f"generation {generation}: asking the {arm} proposer")
         started = time.monotonic()
-        proposal = self.proposers[arm].propose(self.archive, generation)
+        try:
+            proposal = self.proposers[arm].propose(self.archive, generation)
+        except ProposerUnavailable as err:
+            self._disable(arm, str(err))
+            return
         usage = proposal.usage
         if isinstance(proposal, Unparseable):
             cid = self.archive.add(
@@ -167,9 +208,15 @@ class Search:
         best_before = max((c.fitness for c in self.archive.top(1)), default=None)
         verdict = validate_source(proposal.code, pool=self.pool)
         while not verdict.valid and repair_round < self.config.proposers.repair_rounds and arm == "llm":
+            if not self._llm_usable():
+                break
             repair_round += 1
             self.progress.event(f"candidate {cid}: {verdict.stage} failure, repair round {repair_round}")
-            fixed = self.proposers[arm].repair(proposal, f"[{verdict.stage}] {verdict.error}")
+            try:
+                fixed = self.proposers[arm].repair(proposal, f"[{verdict.stage}] {verdict.error}")
+            except ProposerUnavailable as err:
+                self._disable(arm, str(err))
+                break
             current = self.archive.get(cid)
             spent = {
                 "llm_tokens_in": current.llm_tokens_in + fixed.usage.tokens_in,
@@ -230,26 +277,51 @@ class Search:
         self.archive.update(candidate.id, attempts=candidate.attempts + 1)
         self.progress.event(f"candidate {candidate.id} ({candidate.name}): training")
 
+    def _forward_steps(self, candidate_id: int) -> None:
+        """Hand the step observers what the candidate's worker logged since the last look (its live curve)."""
+        if not self.step_observers:
+            return
+        rows = self.steps.read(self.run_dir / "candidates" / str(candidate_id) / STEP_LOG)
+        if rows:
+            candidate = self.archive.get(candidate_id)
+            for observer in self.step_observers:
+                observer(candidate, rows)
+
     def _collect(self, block: bool) -> None:
         if not self.in_flight:
             return
+        for candidate_id in self.in_flight:
+            self._forward_steps(candidate_id)
         refs = [f.ref for f in self.in_flight.values()]
-        ready, _ = ray.wait(refs, num_returns=1, timeout=5.0 if block else 0)
+        ready, _ = ray.wait(refs, num_returns=1, timeout=1.0 if block else 0)  # a second: live curves, time limits
         by_ref = {f.ref: f for f in self.in_flight.values()}
         for ref in ready:
             flight = by_ref[ref]
             del self.in_flight[flight.candidate_id]
+            self._forward_steps(flight.candidate_id)  # the curve's last steps before its result
             try:
                 result: JobResult = ray.get(ref)
             except Exception as err:  # the worker died twice, or the task was cancelled
-                result = JobResult(flight.candidate_id, Status.FAILED, f"worker lost: {type(err).__name__}: {err}"[:800])
+                result = JobResult(
+                    flight.candidate_id,
+                    Status.FAILED,
+                    f"worker lost: {type(err).__name__}: {err}"[:800],
+                    error_class=type(err).__name__,
+                )
             self._record(result)
         limit = self.config.resources.task_timeout_s
         for flight in list(self.in_flight.values()):
             if time.monotonic() - flight.started > limit:
                 ray.cancel(flight.ref, force=True)
                 del self.in_flight[flight.candidate_id]
-                self._record(JobResult(flight.candidate_id, Status.FAILED, f"exceeded the time limit of {limit:.0f}s"))
+                self._record(
+                    JobResult(
+                        flight.candidate_id,
+                        Status.FAILED,
+                        f"exceeded the time limit of {limit:.0f}s",
+                        error_class="TaskTimeout",
+                    )
+                )
 
     def _record(self, result: JobResult) -> None:
         candidate = self.archive.get(result.candidate_id)
@@ -264,6 +336,15 @@ class Search:
             )
         self.progress.result(self.archive, candidate, result)
         self._finalized(result.candidate_id)
+        try:
+            self.breaker.record(result.candidate_id, result.status, result.error_class, result.reason)
+        except CircuitOpen as err:
+            for candidate_id in err.candidate_ids:  # not the losses' fault: trained again on --resume
+                self.archive.update(
+                    candidate_id, status=Status.TRAINING, reason=f"stopped by the circuit breaker: {err}"
+                )
+            self.archive.set_note(CIRCUIT_BREAKER, str(err))
+            raise
 
 
 def init_ray(config: SearchConfig) -> None:
@@ -278,12 +359,15 @@ def init_ray(config: SearchConfig) -> None:
                  log_to_driver=False)
 
 
-def build_proposers(config: SearchConfig, llm_base_url: str | None, seed: int) -> dict[str, Proposer]:
+def build_proposers(
+    config: SearchConfig, llm_base_url: str | None, seed: int, server: ServerWatch | None = None
+) -> dict[str, Proposer]:
+    """The enabled proposers; ``server`` is the watch over the launcher's own llama.cpp server, if it started one."""
     from evo.proposers.llm import LLMProposer
 
     proposers: dict[str, Proposer] = {}
     if config.proposers.llm and llm_base_url:
-        proposers["llm"] = LLMProposer(config.llm, config.proposers, llm_base_url, seed=seed)
+        proposers["llm"] = LLMProposer(config.llm, config.proposers, llm_base_url, seed=seed, server=server)
     if config.proposers.symbolic:
         proposers["symbolic"] = SymbolicProposer(seed=seed)
     if not proposers:

@@ -21,6 +21,7 @@ class SearchProgress:
         self._status: Spinner | None = None
         self.best: tuple[float, str] | None = None
         self.spend = 0.0
+        self.disabled: dict[str, str] = {}  # proposer -> why it can no longer propose
 
     def start(self) -> None:
         if self._status is None and self.console.is_terminal:
@@ -34,7 +35,8 @@ class SearchProgress:
 
     def _headline(self) -> str:
         best = f"best {self.best[0]:.4f} ({self.best[1]})" if self.best else "best: none yet"
-        return f"{best} | LLM spend ${self.spend:.4f}"
+        off = f" | disabled: {', '.join(self.disabled)}" if self.disabled else ""
+        return f"{best} | LLM spend ${self.spend:.4f}{off}"
 
     def event(self, message: str) -> None:
         log.info(message)

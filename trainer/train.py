@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, TrainerCallback
 
 from trainer.arguments import add_arguments, from_arguments
 from trainer.config import LAUNCH_FIELDS, TrainingConfig, TrainRun
@@ -41,10 +41,14 @@ class TrainResult:
 
 
 def run_training(
-    training: TrainingConfig, run: TrainRun, loss: Callable | LossSpec | None = None
+    training: TrainingConfig,
+    run: TrainRun,
+    loss: Callable | LossSpec | None = None,
+    callbacks: Sequence[TrainerCallback] = (),
 ) -> TrainResult:
     """Train ``training.loss`` (or the given callable/spec, e.g. a sandbox-compiled discovered loss) as
-    ``training`` says, on ``run.data`` into ``run.output_dir``."""
+    ``training`` says, on ``run.data`` into ``run.output_dir``; ``callbacks`` join the trainer's (e.g.
+    ``trainer.step_log.StepLogCallback`` for live curves)."""
     started = time.monotonic()
     args = PreferenceConfig.from_training(training, run)
     _, dataset = load_preference_dataset(run.data)
@@ -61,6 +65,7 @@ def run_training(
         train_dataset=dataset,
         processing_class=tokenizer,
         loss=loss,
+        callbacks=list(callbacks),
     )
     output = trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]

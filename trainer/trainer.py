@@ -5,6 +5,7 @@ the policy forward, the per-token log-probs and the metrics are shared; only the
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -329,10 +330,24 @@ class PreferenceTrainer(DPOTrainer):
 
     # ---- divergence guard ---------------------------------------------------------------------------------------
     def training_step(self, model, inputs, num_items_in_batch=None):
+        """TRL's step, then a stop on a non-finite loss or gradient norm. Under DeepSpeed ZeRO the gradients live
+        in the engine's partitions (``p.grad`` is None), so the norm is the engine's global one, computed in the
+        optimizer step that accelerate runs inside ``backward`` at each accumulation boundary (inf, NaN, or -1 for
+        a non-finite gradient). Under fp16 an overflow is the dynamic loss scaler's business, not a divergence."""
         loss = super().training_step(model, inputs, num_items_in_batch)
+        step = self.state.global_step + 1
+        if not torch.isfinite(loss).all():
+            raise CandidateDiverged(step, "the loss", float(loss.detach().float().sum()))
+        engine = getattr(self.accelerator, "deepspeed_engine_wrapped", None)
+        if engine is not None:
+            norm = engine.get_global_grad_norm()
+            invalid = norm is not None and (not math.isfinite(float(norm)) or float(norm) < 0)
+            if invalid and not engine.engine.fp16_enabled():
+                raise CandidateDiverged(step, "the global gradient norm", float(norm))
+            return loss
         grads = [p.grad for p in model.parameters() if p.grad is not None]
         if grads:
             total = torch.stack(torch._foreach_norm(grads)).sum()
             if not torch.isfinite(total):
-                raise CandidateDiverged(self.state.global_step + 1, "the gradient norm", float(total))
+                raise CandidateDiverged(step, "the gradient norm", float(total))
         return loss

@@ -1,4 +1,5 @@
-"""What every proposer returns: a ``Proposal`` (code to validate) or an ``Unparseable`` (no code found)."""
+"""What every proposer returns: a ``Proposal`` (code to validate) or an ``Unparseable`` (no code found); and what
+it raises when it can no longer propose (``ProposerUnavailable``)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,12 @@ class Unparseable:
     reason: str
     raw: str
     usage: Usage = field(default_factory=Usage)
+
+
+class ProposerUnavailable(RuntimeError):
+    """This proposer can no longer propose (its server cannot serve, its budget is spent); the message says why.
+
+    The search disables the proposer, records the reason, and goes on with the others."""
 
 
 class Proposer(Protocol):

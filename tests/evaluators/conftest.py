@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import math
 import os
+import random
 import threading
 import urllib.error
 import urllib.request
@@ -25,6 +28,28 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "mt_bench" / "question.jsonl").exists():
         pytest.skip(f"benchmark data not found under {SHARED_DATA} (set EVOPO_SHARED_DATA)")
     return SHARED_DATA
+
+
+def write_df_gamed(path: Path, n: int = 805) -> Path:
+    """A file in the format of alpaca_eval's `df_gamed.csv` (two length-gamed baselines over the n instructions:
+    model, index, instruction_difficulty, preference in [0, 1], std_delta_len, not_gamed_baseline), with synthetic
+    values whose preference follows the length difference, as in the real one."""
+    rng = random.Random(0)
+    difficulty = [rng.gauss(0, 1) for _ in range(n)]
+    with path.open("w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["model", "index", "instruction_difficulty", "preference", "std_delta_len", "not_gamed_baseline"])
+        for model, sign in (("gamed_verbose", 1), ("gamed_concise", -1)):
+            for i in range(n):
+                delta = sign * (0.5 + rng.random())
+                preference = 1 / (1 + math.exp(-(1.5 * math.tanh(delta) + 0.3 * difficulty[i])))
+                writer.writerow([model, i, difficulty[i], preference, delta, False])
+    return path
+
+
+@pytest.fixture
+def df_gamed(tmp_path) -> Path:
+    return write_df_gamed(tmp_path / "df_gamed.csv")
 
 
 @dataclass

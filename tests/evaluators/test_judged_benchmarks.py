@@ -99,10 +99,9 @@ def test_mt_bench_with_llama_judge(tmp_path, shared_data, llama_judge, monkeypat
     assert SECRET not in "".join(p.read_text() for p in tmp_path.rglob("*") if p.is_file())
 
 
-def test_alpaca_eval_with_llama_judge(tmp_path, shared_data, llama_judge, monkeypatch, capsys):
+def test_alpaca_eval_with_llama_judge(tmp_path, shared_data, llama_judge, monkeypatch, capsys, df_gamed):
     monkeypatch.setenv("EVOPO_TEST_KEY", SECRET)
-    # The LC fit downloads alpaca_eval's df_gamed.csv from the Hugging Face Hub; offline mode makes it fail at once
-    # (reported in lc_error) instead of retrying an unreachable host for half a minute.
+    # The LC fit reads df_gamed.csv from --lc-gamed-file (a synthetic one here); nothing may reach for the Hub.
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     argv = [
         "--model",
@@ -115,6 +114,8 @@ def test_alpaca_eval_with_llama_judge(tmp_path, shared_data, llama_judge, monkey
         "5",
         "--reference-outputs",
         str(shared_data / "alpaca_eval" / "gpt4_1106_preview_outputs.json"),
+        "--lc-gamed-file",
+        str(df_gamed),
         *_judge_args(llama_judge),
     ]
     before = llama_judge.calls

@@ -14,8 +14,11 @@ def write_recipe(path: Path, **fields) -> Path:
     return path
 
 
-def launch(args: list[str], timeout: float = 900, env: dict | None = None) -> subprocess.CompletedProcess:
+def launch(args: list[str], timeout: float = 900, env: dict | None = None,
+           unset: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1", **(env or {})}
+    for name in unset:
+        full_env.pop(name, None)
     proc = subprocess.run([sys.executable, "-m", "evo.launch", *args], capture_output=True, text=True,
                           timeout=timeout, env=full_env)
     return proc

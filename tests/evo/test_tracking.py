@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from google.protobuf.message import DecodeError
 from wandb.proto import wandb_internal_pb2
 
 from evo.archive import Archive
@@ -79,9 +81,19 @@ class LocalRun:
         return json.loads(path.read_text())
 
 
-def local_runs(run_dir: Path) -> list[LocalRun]:
-    folders = sorted((run_dir / "wandb").glob("offline-run-*"))
-    return [LocalRun(f, read_records(next(f.glob("run-*.wandb")))) for f in folders]
+def local_runs(run_dir: Path, timeout_s: float = 60) -> list[LocalRun]:
+    """The offline runs of ``run_dir``, read once wandb's writer has flushed each (its ``exit`` record is there):
+    ``finish()`` can return before the last records reach the file."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        folders = sorted((run_dir / "wandb").glob("offline-run-*"))
+        try:
+            runs = [LocalRun(f, read_records(next(f.glob("run-*.wandb")))) for f in folders]
+        except (DecodeError, StopIteration):  # a record half-written, a file not created yet
+            runs = []
+        if (runs and all(run.of("exit") for run in runs)) or time.monotonic() > deadline:
+            return runs
+        time.sleep(0.5)
 
 
 # ---- one search in two sessions: the second resumes it and is interrupted ------------------------------------
