@@ -18,9 +18,13 @@ def hinge(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, re
     return torch.relu(1 - beta * logits)
 
 
-def ipo(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, beta):
-    """IPO: ``(x - 1 / (2 * beta))^2``. Azar et al. 2023, "A General Theoretical Paradigm to Understand Learning
-    from Human Preferences", Eq. 17 (beta plays the role of tau), as in DiscoPOP's baseline."""
+def ipo_sum(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, beta):
+    """IPO on summed log-probs: ``(x - 1 / (2 * beta))^2``. Azar et al. 2023, "A General Theoretical Paradigm to
+    Understand Learning from Human Preferences", Eq. 17 (beta plays the role of tau), as DiscoPOP's IPO baseline
+    (and this registry's ``ipo`` until TRL parity) computed it. TRL's ``ipo`` (registry ``ipo``, in
+    ``trainer.losses.trl_menu``) divides each log-ratio by its completion length first; the IPO authors confirmed to
+    TRL that their paper's results use that normalised form. This unnormalised one keeps its own name for the
+    DiscoPOP comparison."""
     logits = (policy_chosen_logps - policy_rejected_logps) - (reference_chosen_logps - reference_rejected_logps)
     return (logits - 1 / (2 * beta)) ** 2
 
