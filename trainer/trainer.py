@@ -45,9 +45,15 @@ class WeightedPreferenceCollator(DataCollatorForPreference):
         rows = [[0.0] * len(e["prompt_ids"]) + list(e["chosen_weights"]) for e in examples]
         rows += [[0.0] * len(e["prompt_ids"]) + list(e["rejected_weights"]) for e in examples]
         if self.max_length is not None:
-            sl = slice(None, self.max_length) if self.truncation_mode == "keep_start" else slice(-self.max_length, None)
+            sl = (
+                slice(None, self.max_length)
+                if self.truncation_mode == "keep_start"
+                else slice(-self.max_length, None)
+            )
             rows = [r[sl] for r in rows]
-        weights = pad([torch.tensor(r, dtype=torch.float32) for r in rows], padding_value=0.0, padding_side="right")
+        weights = pad(
+            [torch.tensor(r, dtype=torch.float32) for r in rows], padding_value=0.0, padding_side="right"
+        )
         output["token_weights"] = weights[:, : output["input_ids"].shape[1]]
         return output
 
@@ -100,11 +106,15 @@ class PreferenceTrainer(DPOTrainer):
             log.info("loss %s uses its own beta=%g (not %g)", self.loss_spec.name, params["beta"], args.beta)
             args.beta = params["beta"]
         spec = self.loss_spec
-        self.extrapolation = None if spec.extrapolation_param is None else float(params[spec.extrapolation_param])
+        self.extrapolation = (
+            None if spec.extrapolation_param is None else float(params[spec.extrapolation_param])
+        )
         # Token-level losses need the reference per token: they run the reference model alongside. Sequence-level
         # losses read the shared reference cache when one is configured. A reference-free loss gets zeros through the
         # same precompute path, so that TRL neither loads nor runs a reference model for it.
-        args.precompute_ref_log_probs = spec.reference_free or (spec.level == "sequence" and args.ref_cache_dir is not None)
+        args.precompute_ref_log_probs = spec.reference_free or (
+            spec.level == "sequence" and args.ref_cache_dir is not None
+        )
         if self.loss_spec.needs_token_weights and kwargs.get("data_collator") is None:
             pad_token = processing_class.pad_token or processing_class.eos_token
             processing_class.pad_token = pad_token
@@ -115,7 +125,11 @@ class PreferenceTrainer(DPOTrainer):
                 pad_to_multiple_of=args.pad_to_multiple_of,
             )
         super().__init__(
-            model=model, ref_model=ref_model, args=args, train_dataset=train_dataset, processing_class=processing_class,
+            model=model,
+            ref_model=ref_model,
+            args=args,
+            train_dataset=train_dataset,
+            processing_class=processing_class,
             **kwargs,
         )
 
@@ -128,7 +142,9 @@ class PreferenceTrainer(DPOTrainer):
             )
         if args.max_prompt_length is not None:
             keep = args.max_prompt_length
-            dataset = dataset.map(lambda row: {"prompt_ids": row["prompt_ids"][-keep:]}, desc="Truncating prompts")
+            dataset = dataset.map(
+                lambda row: {"prompt_ids": row["prompt_ids"][-keep:]}, desc="Truncating prompts"
+            )
         present = [c for c in SPAN_COLUMNS if c in dataset.column_names]
         if not self.loss_spec.needs_token_weights:
             return dataset.remove_columns(present)
@@ -139,7 +155,9 @@ class PreferenceTrainer(DPOTrainer):
             for side, column in (("chosen", "chosen_span"), ("rejected", "rejected_span")):
                 ids = example[f"{side}_ids"]
                 span = example.get(column) or [-1, -1]
-                texts = [tokenizer.decode(ids[: i + 1])[len(tokenizer.decode(ids[:i])) :] for i in range(len(ids))]
+                texts = [
+                    tokenizer.decode(ids[: i + 1])[len(tokenizer.decode(ids[:i])) :] for i in range(len(ids))
+                ]
                 out[f"{side}_weights"] = span_token_weights(texts, list(span))
             return out
 
@@ -171,7 +189,9 @@ class PreferenceTrainer(DPOTrainer):
         return attach(dataset, *cached)
 
     @torch.inference_mode()
-    def _reference_pass(self, reference, dataset: Dataset, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _reference_pass(
+        self, reference, dataset: Dataset, batch_size: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         was_training = reference.training
         reference.eval()
         device = self.accelerator.device
@@ -179,7 +199,9 @@ class PreferenceTrainer(DPOTrainer):
         chosen, rejected = [], []
         for batch in loader:
             batch = {k: v.to(device) for k, v in batch.items()}
-            logits = reference(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+            logits = reference(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
+            ).logits
             logps = self._sequence_logps(logits, batch["input_ids"], batch["completion_mask"])
             c, r = logps.chunk(2)
             chosen.append(c.float().cpu())
@@ -188,7 +210,9 @@ class PreferenceTrainer(DPOTrainer):
         return torch.cat(chosen), torch.cat(rejected)
 
     @staticmethod
-    def _token_logps(logits: torch.Tensor, input_ids: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor:
+    def _token_logps(
+        logits: torch.Tensor, input_ids: torch.Tensor, completion_mask: torch.Tensor
+    ) -> torch.Tensor:
         per_token = selective_log_softmax(logits[:, :-1, :], input_ids[:, 1:])
         return per_token * completion_mask[:, 1:]
 
@@ -214,19 +238,25 @@ class PreferenceTrainer(DPOTrainer):
             else:
                 with torch.no_grad():
                     ref_logits = self.ref_model(**model_kwargs).logits
-                ref_chosen, ref_rejected = self._sequence_logps(ref_logits, input_ids, completion_mask).chunk(2)
+                ref_chosen, ref_rejected = self._sequence_logps(ref_logits, input_ids, completion_mask).chunk(
+                    2
+                )
             extra = {}
             if self.loss_spec.needs_lengths:
                 lengths = completion_mask[:, 1:].sum(-1).to(chosen_logps.dtype)
                 extra["chosen_lengths"], extra["rejected_lengths"] = lengths.chunk(2)
             losses = self.loss_fn(chosen_logps, rejected_logps, ref_chosen, ref_rejected, self.beta, **extra)
         else:
-            losses, ref_chosen, ref_rejected = self._token_level_losses(outputs.logits, token_logps, inputs, model_kwargs)
+            losses, ref_chosen, ref_rejected = self._token_level_losses(
+                outputs.logits, token_logps, inputs, model_kwargs
+            )
 
         batch = chosen_logps.shape[0]
         if not isinstance(losses, torch.Tensor) or losses.shape != (batch,):
             shape = tuple(losses.shape) if isinstance(losses, torch.Tensor) else type(losses).__name__
-            raise ValueError(f"loss {self.loss_spec.name!r} must return a tensor of shape ({batch},), got {shape}")
+            raise ValueError(
+                f"loss {self.loss_spec.name!r} must return a tensor of shape ({batch},), got {shape}"
+            )
         loss = losses.mean()
         if not torch.isfinite(loss):
             raise CandidateDiverged(self.state.global_step + 1, "the loss", float(loss.detach()))
@@ -247,7 +277,9 @@ class PreferenceTrainer(DPOTrainer):
             chosen_kl, rejected_kl = kl.chunk(2)
         extrapolated_c = extrapolated_r = None
         if self.extrapolation is not None:
-            extrapolated = extrapolated_token_logps(logits, ref_logits, input_ids, completion_mask, self.extrapolation)
+            extrapolated = extrapolated_token_logps(
+                logits, ref_logits, input_ids, completion_mask, self.extrapolation
+            )
             extrapolated_c, extrapolated_r = extrapolated.chunk(2)
         chosen_weights = rejected_weights = None
         if "token_weights" in inputs:
@@ -281,7 +313,9 @@ class PreferenceTrainer(DPOTrainer):
         metrics = self._metrics[mode]
         metrics["rewards/chosen"].append(gather(chosen_rewards).mean().item())
         metrics["rewards/rejected"].append(gather(rejected_rewards).mean().item())
-        metrics["rewards/accuracies"].append(gather((chosen_rewards > rejected_rewards).float()).mean().item())
+        metrics["rewards/accuracies"].append(
+            gather((chosen_rewards > rejected_rewards).float()).mean().item()
+        )
         metrics["rewards/margins"].append(gather(chosen_rewards - rejected_rewards).mean().item())
         metrics["logps/chosen"].append(gather(chosen_logps.detach()).mean().item())
         metrics["logps/rejected"].append(gather(rejected_logps.detach()).mean().item())

@@ -41,11 +41,17 @@ def _trainer(tmp_path, state, loss, with_reference: bool = True, **params):
     policy.load_state_dict(state)
     reference = load_policy("tiny")[0] if with_reference else None
     name = loss if isinstance(loss, str) else "sigmoid"
-    spec = TrainSpec(model="tiny", data="-", output_dir=str(tmp_path), loss=name, loss_params=params, batch_size=4)
+    spec = TrainSpec(
+        model="tiny", data="-", output_dir=str(tmp_path), loss=name, loss_params=params, batch_size=4
+    )
     trainer = PreferenceTrainer(
-        model=policy, ref_model=reference, args=build_config(spec), train_dataset=Dataset.from_list(rows),
-        processing_class=tokenizer, loss=None if isinstance(loss, str) else loss,
-    )  # fmt: skip
+        model=policy,
+        ref_model=reference,
+        args=build_config(spec),
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+        loss=None if isinstance(loss, str) else loss,
+    )
     trainer.loss_fn = Recorder(trainer.loss_fn)
     batch = next(iter(trainer.get_train_dataloader()))
     trainer.compute_loss(trainer.model, batch)
@@ -61,7 +67,9 @@ def _direct(model, batch, row: int) -> tuple[torch.Tensor, torch.Tensor, torch.T
     return logits, ids, batch["completion_mask"][row][keep].bool()
 
 
-def test_tdpo_per_token_kl_is_kl_of_reference_to_policy_at_each_completion_token(tmp_path, moved_policy_state):
+def test_tdpo_per_token_kl_is_kl_of_reference_to_policy_at_each_completion_token(
+    tmp_path, moved_policy_state
+):
     trainer, batch, policy, reference = _trainer(tmp_path, moved_policy_state, "tdpo1")
     inputs = trainer.loss_fn.args[0]
     kl = torch.cat([inputs.chosen_kl, inputs.rejected_kl])
@@ -72,7 +80,10 @@ def test_tdpo_per_token_kl_is_kl_of_reference_to_policy_at_each_completion_token
     reverse_gap = 0.0
     for row in range(kl.shape[0]):
         policy_logits, ids, completion = _direct(policy, batch, row)
-        policy_logps, ref_logps = policy_logits.log_softmax(-1), _direct(reference, batch, row)[0].log_softmax(-1)
+        policy_logps, ref_logps = (
+            policy_logits.log_softmax(-1),
+            _direct(reference, batch, row)[0].log_softmax(-1),
+        )
         # the distribution at position t - 1 predicts token t; only completion tokens count
         targets = [t for t in range(1, len(ids)) if completion[t]]
         assert targets and not completion[0]
@@ -84,7 +95,9 @@ def test_tdpo_per_token_kl_is_kl_of_reference_to_policy_at_each_completion_token
             expected_kl[t - 1] = (p_ref.exp() * (p_ref - p_pol)).sum()
             expected_logp[t - 1] = p_pol[ids[t]]
             expected_ref[t - 1] = p_ref[ids[t]]
-            reverse_gap = max(reverse_gap, abs(float((p_pol.exp() * (p_pol - p_ref)).sum() - expected_kl[t - 1])))
+            reverse_gap = max(
+                reverse_gap, abs(float((p_pol.exp() * (p_pol - p_ref)).sum() - expected_kl[t - 1]))
+            )
         torch.testing.assert_close(kl[row].double(), expected_kl, rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(token_logps[row].double(), expected_logp, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(ref_token_logps[row].double(), expected_ref, rtol=1e-5, atol=1e-5)
@@ -97,7 +110,9 @@ def test_spa_gets_the_extrapolated_log_probs_of_each_completion_token(tmp_path, 
     lam = 0.5
     trainer, batch, policy, reference = _trainer(tmp_path, moved_policy_state, "spa", lam=lam)
     inputs = trainer.loss_fn.args[0]
-    extrapolated = torch.cat([inputs.extrapolated_chosen_token_logps, inputs.extrapolated_rejected_token_logps])
+    extrapolated = torch.cat(
+        [inputs.extrapolated_chosen_token_logps, inputs.extrapolated_rejected_token_logps]
+    )
     for row in range(extrapolated.shape[0]):
         policy_logits, ids, completion = _direct(policy, batch, row)
         ref_logits = _direct(reference, batch, row)[0]
@@ -113,7 +128,9 @@ def test_spa_gets_the_extrapolated_log_probs_of_each_completion_token(tmp_path, 
 
 def test_a_loss_declaring_lengths_gets_the_completion_token_counts(tmp_path, moved_policy_state):
     def length_aware(pc, pr, rc, rr, beta, chosen_lengths, rejected_lengths):
-        return -torch.nn.functional.logsigmoid(beta * ((pc - rc) / chosen_lengths - (pr - rr) / rejected_lengths))
+        return -torch.nn.functional.logsigmoid(
+            beta * ((pc - rc) / chosen_lengths - (pr - rr) / rejected_lengths)
+        )
 
     spec = discovered_loss_spec("length_aware", length_aware, source="", needs_lengths=True)
     trainer, batch, _, _ = _trainer(tmp_path, moved_policy_state, spec)

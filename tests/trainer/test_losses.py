@@ -60,9 +60,22 @@ def test_every_sequence_loss_is_pinned():
 
 def test_the_menu_holds_trl_and_the_standalone_losses():
     trl_loss_types = {
-        "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot", "aot_unpaired",
-        "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm",
-    }  # fmt: skip
+        "sigmoid",
+        "hinge",
+        "ipo",
+        "exo_pair",
+        "nca_pair",
+        "robust",
+        "bco_pair",
+        "sppo_hard",
+        "aot",
+        "aot_unpaired",
+        "apo_zero",
+        "apo_down",
+        "discopop",
+        "sft",
+        "sigmoid_norm",
+    }
     assert trl_loss_types | {"simpo", "orpo", "kto_pair", "rpo", "ipo_sum"} <= set(loss_names())
 
 
@@ -88,7 +101,10 @@ def test_reference_free_losses_ignore_the_reference(name):
 
 def test_length_normalised_losses_use_the_lengths():
     spec = get_loss_spec("ipo")
-    longer = {"chosen_lengths": LENGTHS["chosen_lengths"] * 2, "rejected_lengths": LENGTHS["rejected_lengths"]}
+    longer = {
+        "chosen_lengths": LENGTHS["chosen_lengths"] * 2,
+        "rejected_lengths": LENGTHS["rejected_lengths"],
+    }
     assert spec.needs_lengths and not get_loss_spec("ipo_sum").needs_lengths
     assert not torch.allclose(spec.build()(PC, PR, RC, RR, BETA, **longer), _call("ipo"))
 
@@ -108,7 +124,9 @@ def test_weighted_combinations_follow_trl_loss_weights():
     expected = expected + torch.tensor(EXPECTED["sft"])
     torch.testing.assert_close(combined.build()(PC, PR, RC, RR, BETA, **LENGTHS), expected)
     smoothed = get_loss_spec("sigmoid+robust").build(label_smoothing=0.2)(PC, PR, RC, RR, BETA)
-    torch.testing.assert_close(smoothed, torch.tensor(EXPECTED["sigmoid"]) + _call("robust", label_smoothing=0.2))
+    torch.testing.assert_close(
+        smoothed, torch.tensor(EXPECTED["sigmoid"]) + _call("robust", label_smoothing=0.2)
+    )
     assert "def rpo(" in get_loss_spec("rpo").source and "def sft(" in get_loss_spec("rpo").source
     for bad in ("sigmoid+", "x*sigmoid", "sigmoid+tdpo1", "sigmoid+nope"):
         with pytest.raises((ValueError, KeyError)):
@@ -153,8 +171,11 @@ def _token_inputs(**overrides) -> LossInputs:
     [
         ("tdpo1", {}, 0.4932489459974549),
         ("tdpo2", {}, 0.4835890878708248),
-        ("granular", {"chosen_weights": torch.tensor([[1.0, 0.0]]), "chosen_kl": None, "rejected_kl": None},
-         0.38687100611489994),
+        (
+            "granular",
+            {"chosen_weights": torch.tensor([[1.0, 0.0]]), "chosen_kl": None, "rejected_kl": None},
+            0.38687100611489994,
+        ),
         ("granular_tdpo", {"chosen_weights": torch.tensor([[1.0, 0.0]])}, 0.41155083286785243),
     ],
 )
@@ -166,11 +187,15 @@ def test_token_loss_value(name, overrides, expected):
 def test_tdpo2_stops_the_gradient_of_the_chosen_kl():
     chosen_kl = torch.tensor([[0.1, 0.2]], requires_grad=True)
     rejected_kl = torch.tensor([[0.3, 0.1]], requires_grad=True)
-    get_loss_spec("tdpo2").build()(_token_inputs(chosen_kl=chosen_kl, rejected_kl=rejected_kl), BETA).sum().backward()
+    get_loss_spec("tdpo2").build()(
+        _token_inputs(chosen_kl=chosen_kl, rejected_kl=rejected_kl), BETA
+    ).sum().backward()
     assert chosen_kl.grad is None or torch.all(chosen_kl.grad == 0)
     assert torch.all(rejected_kl.grad != 0)
     chosen_kl.grad = None
-    get_loss_spec("tdpo1").build()(_token_inputs(chosen_kl=chosen_kl, rejected_kl=rejected_kl), BETA).sum().backward()
+    get_loss_spec("tdpo1").build()(
+        _token_inputs(chosen_kl=chosen_kl, rejected_kl=rejected_kl), BETA
+    ).sum().backward()
     assert torch.all(chosen_kl.grad != 0)
 
 
@@ -240,7 +265,9 @@ def test_extrapolated_log_probs_mix_the_logits_per_token():
     lam = 0.5
     inputs = _spa_batch(lam)
     expected = [
-        _log_softmax_at([(1 + lam) * p - lam * r for p, r in zip(POLICY_NEXT[row], REFERENCE_NEXT[row], strict=True)], 0)
+        _log_softmax_at(
+            [(1 + lam) * p - lam * r for p, r in zip(POLICY_NEXT[row], REFERENCE_NEXT[row], strict=True)], 0
+        )
         for row in range(4)
     ]
     got = torch.cat([inputs.extrapolated_chosen_token_logps, inputs.extrapolated_rejected_token_logps])[:, 0]
@@ -254,7 +281,9 @@ def test_extrapolated_log_probs_mix_the_logits_per_token():
 def test_spa_matches_the_published_formula(lam):
     loss = get_loss_spec("spa").build(lam=lam, alpha=0.1)
     out = loss(_spa_batch(lam), 1.0)
-    torch.testing.assert_close(out, torch.tensor(_published_spa(lam, 1.0, 0.1, 0.0, True)), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        out, torch.tensor(_published_spa(lam, 1.0, 0.1, 0.0, True)), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_spa_smoothed_set_changes_with_the_extrapolation_strength():
@@ -289,7 +318,9 @@ def _sequence_view(inputs: LossInputs) -> tuple[torch.Tensor, ...]:
 def test_spa_is_plain_dpo_during_warmup():
     out = get_loss_spec("spa").build(lam=1.0)(_spa_batch(1.0, step=1), 1.0)
     torch.testing.assert_close(out, get_loss_spec("spa").build(lam=1.0, alpha=0.0)(_spa_batch(1.0), 1.0))
-    torch.testing.assert_close(out, torch.tensor(_published_spa(1.0, 1.0, 0.1, 0.0, False)), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        out, torch.tensor(_published_spa(1.0, 1.0, 0.1, 0.0, False)), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_spa_threshold_follows_the_window_of_batch_means():
@@ -298,12 +329,22 @@ def test_spa_threshold_follows_the_window_of_batch_means():
     means = []
     for shift in (0.0, 1.0, -2.0, 3.0):
         batch = _spa_batch(0.0)
-        batch = LossInputs(**{**vars(batch), "policy_chosen_token_logps": batch.policy_chosen_token_logps + shift,
-                              "extrapolated_chosen_token_logps": batch.extrapolated_chosen_token_logps + shift})
+        batch = LossInputs(
+            **{
+                **vars(batch),
+                "policy_chosen_token_logps": batch.policy_chosen_token_logps + shift,
+                "extrapolated_chosen_token_logps": batch.extrapolated_chosen_token_logps + shift,
+            }
+        )
         assert loss.confidence == 0.0  # the published initial threshold until the window is full
         loss(batch, 1.0)
-        means.append(float(batch.policy_chosen_logps.mean() - batch.policy_rejected_logps.mean()
-                           - (batch.reference_chosen_logps - batch.reference_rejected_logps).mean()))
+        means.append(
+            float(
+                batch.policy_chosen_logps.mean()
+                - batch.policy_rejected_logps.mean()
+                - (batch.reference_chosen_logps - batch.reference_rejected_logps).mean()
+            )
+        )
     ordered = sorted(means)
     assert loss.confidence == pytest.approx((ordered[1] + ordered[2]) / 2, abs=1e-6)
     with pytest.raises(ValueError, match="window"):

@@ -19,8 +19,13 @@ from trainer.trainer import CandidateDiverged, PreferenceTrainer
 
 def _spec(tmp_path, data, **overrides) -> TrainSpec:
     base = dict(
-        model="tiny", data=str(data), output_dir=str(tmp_path / "out"), learning_rate=1e-3, batch_size=4,
-        max_steps=20, save_model=False,
+        model="tiny",
+        data=str(data),
+        output_dir=str(tmp_path / "out"),
+        learning_rate=1e-3,
+        batch_size=4,
+        max_steps=20,
+        save_model=False,
     )
     base.update(overrides)
     return TrainSpec(**base)
@@ -57,7 +62,9 @@ def test_reference_cache_is_computed_once_and_matches_the_live_reference(tmp_pat
     reference.save_pretrained(tmp_path / "reference")
     tokenizer.save_pretrained(tmp_path / "reference")
     cache, ref = tmp_path / "refcache", str(tmp_path / "reference")
-    first = run_training(_spec(tmp_path, preference_file, ref_model=ref, ref_cache_dir=str(cache), max_steps=4))
+    first = run_training(
+        _spec(tmp_path, preference_file, ref_model=ref, ref_cache_dir=str(cache), max_steps=4)
+    )
     second = run_training(
         _spec(tmp_path, preference_file, ref_model=ref, ref_cache_dir=str(cache), max_steps=4, loss="hinge")
     )
@@ -107,7 +114,9 @@ def test_granular_token_weights_follow_the_span(tmp_path, granular_file):
     _, dataset = load_preference_dataset(granular_file)
     model, tokenizer = load_policy("tiny")
     spec = _spec(tmp_path, granular_file, loss="granular")
-    trainer = PreferenceTrainer(model=model, args=build_config(spec), train_dataset=dataset, processing_class=tokenizer)
+    trainer = PreferenceTrainer(
+        model=model, args=build_config(spec), train_dataset=dataset, processing_class=tokenizer
+    )
     row = trainer.train_dataset[0]  # flag -1: the span "7" sits in the rejected answer
     assert 0 < sum(row["rejected_weights"]) < len(row["rejected_weights"])
     assert all(w == 1.0 for w in row["chosen_weights"])
@@ -121,9 +130,26 @@ def test_granular_token_weights_follow_the_span(tmp_path, granular_file):
 def test_cli_writes_a_loadable_checkpoint_and_metrics(tmp_path, preference_file):
     out = tmp_path / "cli"
     proc = subprocess.run(
-        [sys.executable, "-m", "trainer.train", "--loss", "ipo", "--data", str(preference_file), "--model", "tiny",
-         "--max-steps", "3", "--output-dir", str(out), "--batch-size", "4"],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "trainer.train",
+            "--loss",
+            "ipo",
+            "--data",
+            str(preference_file),
+            "--model",
+            "tiny",
+            "--max-steps",
+            "3",
+            "--output-dir",
+            str(out),
+            "--batch-size",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "ipo: 3 steps" in proc.stdout

@@ -3,7 +3,9 @@
 optimizer step. The policy starts away from the reference (seeded noise on its weights), so the log-ratios, the
 masks and the loss all matter from the first step on."""
 
+import dataclasses
 import math
+import re
 
 import pytest
 import torch
@@ -12,7 +14,7 @@ from trl import DPOConfig, DPOTrainer
 
 from tests.trainer.conftest import preference_rows
 from trainer.data import normalize_rows
-from trainer.losses import get_loss_spec
+from trainer.losses import get_loss_spec, loss_names
 from trainer.models import load_policy
 from trainer.train import TrainSpec, build_config
 from trainer.trainer import PreferenceTrainer
@@ -22,19 +24,55 @@ STEPS = 3
 TRL_LOSSES = {
     name: ([name], None)
     for name in (
-        "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot", "aot_unpaired",
-        "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm",
+        "sigmoid",
+        "hinge",
+        "ipo",
+        "exo_pair",
+        "nca_pair",
+        "robust",
+        "bco_pair",
+        "sppo_hard",
+        "aot",
+        "aot_unpaired",
+        "apo_zero",
+        "apo_down",
+        "discopop",
+        "sft",
+        "sigmoid_norm",
     )
-} | {  # fmt: skip
+} | {
     "rpo": (["sigmoid", "sft"], [1.0, 1.0]),  # TRL's paper index: RPO = sigmoid + sft, alpha = 1
     "0.8*sigmoid+0.2*bco_pair+sft": (["sigmoid", "bco_pair", "sft"], [0.8, 0.2, 1.0]),  # TRL's MPO example
 }
 # DPOConfig fields the two trainers must share (our build_config sets them; TRL's defaults differ for some)
 SHARED_FIELDS = (
-    "beta", "learning_rate", "lr_scheduler_type", "warmup_steps", "optim", "per_device_train_batch_size",
-    "gradient_accumulation_steps", "max_steps", "max_length", "seed", "logging_steps", "save_strategy", "report_to",
-    "use_cpu", "bf16", "dataloader_num_workers", "disable_tqdm", "disable_dropout",
-)  # fmt: skip
+    "beta",
+    "learning_rate",
+    "lr_scheduler_type",
+    "warmup_steps",
+    "optim",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "max_steps",
+    "max_length",
+    "seed",
+    "logging_steps",
+    "save_strategy",
+    "report_to",
+    "use_cpu",
+    "bf16",
+    "dataloader_num_workers",
+    "disable_tqdm",
+    "disable_dropout",
+)
+
+
+def test_every_trl_loss_type_is_registered_and_compared():
+    """The loss types the installed TRL documents for ``DPOConfig.loss_type``: all in the registry, all compared."""
+    help_text = {f.name: f for f in dataclasses.fields(DPOConfig)}["loss_type"].metadata["help"]
+    trl_types = set(re.findall(r"`'(\w+)'`", help_text))
+    assert len(trl_types) >= 15
+    assert trl_types <= set(loss_names()) and trl_types <= set(TRL_LOSSES)
 
 
 def _dataset() -> Dataset:
@@ -67,14 +105,25 @@ def _train(trainer) -> list[float]:
 
 def _losses_of_both(tmp_path, state, loss: str) -> tuple[list[float], list[float], DPOTrainer]:
     ours_args = build_config(
-        TrainSpec(model="tiny", data="-", output_dir=str(tmp_path / "ours"), loss=loss, learning_rate=1e-4,
-                  batch_size=2, max_steps=STEPS, save_model=False)
-    )  # fmt: skip
+        TrainSpec(
+            model="tiny",
+            data="-",
+            output_dir=str(tmp_path / "ours"),
+            loss=loss,
+            learning_rate=1e-4,
+            batch_size=2,
+            max_steps=STEPS,
+            save_model=False,
+        )
+    )
     model, tokenizer = _policy(state)
     ours = PreferenceTrainer(
-        model=model, ref_model=load_policy("tiny")[0], args=ours_args, train_dataset=_dataset(),
+        model=model,
+        ref_model=load_policy("tiny")[0],
+        args=ours_args,
+        train_dataset=_dataset(),
         processing_class=tokenizer,
-    )  # fmt: skip
+    )
     loss_types, weights = TRL_LOSSES[loss]
     trl_args = DPOConfig(
         output_dir=str(tmp_path / "trl"),
@@ -85,9 +134,12 @@ def _losses_of_both(tmp_path, state, loss: str) -> tuple[list[float], list[float
     )
     model, tokenizer = _policy(state)
     peer = DPOTrainer(
-        model=model, ref_model=load_policy("tiny")[0], args=trl_args, train_dataset=_dataset(),
+        model=model,
+        ref_model=load_policy("tiny")[0],
+        args=trl_args,
+        train_dataset=_dataset(),
         processing_class=tokenizer,
-    )  # fmt: skip
+    )
     first = next(iter(ours.get_train_dataloader()))
     assert torch.equal(first["input_ids"], next(iter(peer.get_train_dataloader()))["input_ids"])
     return _train(ours), _train(peer), peer
@@ -98,7 +150,9 @@ def test_same_loss_as_trl_at_every_step(tmp_path, moved_policy_state, loss):
     ours, theirs, peer = _losses_of_both(tmp_path, moved_policy_state, loss)
     assert len(ours) == len(theirs) == STEPS
     for step, (mine, trl_loss) in enumerate(zip(ours, theirs, strict=True), start=1):
-        assert mine == pytest.approx(trl_loss, rel=1e-6, abs=1e-5), f"{loss} step {step}: {mine} vs TRL {trl_loss}"
+        assert mine == pytest.approx(trl_loss, rel=1e-6, abs=1e-5), (
+            f"{loss} step {step}: {mine} vs TRL {trl_loss}"
+        )
     assert len(set(ours)) == STEPS  # the optimizer moved the policy between the compared steps
     if loss == "sigmoid":  # ln 2 at the reference, whatever the code does
         assert abs(ours[0] - math.log(2)) > 0.01
@@ -107,17 +161,22 @@ def test_same_loss_as_trl_at_every_step(tmp_path, moved_policy_state, loss):
 def test_the_policy_starts_away_from_the_reference(tmp_path, moved_policy_state):
     policy, tokenizer = _policy(moved_policy_state)
     reference, _ = load_policy("tiny")
-    args = build_config(TrainSpec(model="tiny", data="-", output_dir=str(tmp_path), batch_size=8, save_model=False))
+    args = build_config(
+        TrainSpec(model="tiny", data="-", output_dir=str(tmp_path), batch_size=8, save_model=False)
+    )
     trainer = PreferenceTrainer(
         model=policy, ref_model=reference, args=args, train_dataset=_dataset(), processing_class=tokenizer
     )
     batch = next(iter(trainer.get_train_dataloader()))
     with torch.no_grad():
         logps = [
-            trainer._sequence_logps(m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits,
-                                    batch["input_ids"], batch["completion_mask"])
+            trainer._sequence_logps(
+                m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits,
+                batch["input_ids"],
+                batch["completion_mask"],
+            )
             for m in (policy, reference)
-        ]  # fmt: skip
+        ]
     ratios = logps[0] - logps[1]  # 0 for every completion at initialisation
     margins = ratios[:8] - ratios[8:]
     assert ratios.abs().mean() > 1.0 and margins.abs().mean() > 1.0

@@ -30,7 +30,9 @@ def parse_terms(name: str) -> list[tuple[float, str]]:
         try:
             value = float(weight) if weight else 1.0
         except ValueError:
-            raise ValueError(f"loss combination {name!r}: weight {weight!r} of {loss!r} is not a number") from None
+            raise ValueError(
+                f"loss combination {name!r}: weight {weight!r} of {loss!r} is not a number"
+            ) from None
         if not loss or not math.isfinite(value):
             raise ValueError(f"loss combination {name!r}: each term is 'weight*loss' or 'loss', got {term!r}")
         terms.append((value, loss.strip()))
@@ -53,7 +55,13 @@ class WeightedSum:
         chosen_lengths: torch.Tensor | None = None,
         rejected_lengths: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        args = (policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, beta)
+        args = (
+            policy_chosen_logps,
+            policy_rejected_logps,
+            reference_chosen_logps,
+            reference_rejected_logps,
+            beta,
+        )
         lengths = {"chosen_lengths": chosen_lengths, "rejected_lengths": rejected_lengths}
         total = None
         for weight, spec, fn in self.terms:
@@ -68,7 +76,9 @@ def combined_spec(name: str, terms: Sequence[tuple[float, LossSpec]]) -> LossSpe
         raise ValueError(f"loss combination {name!r} has no terms")
     for _, spec in terms:
         if spec.level != "sequence":
-            raise ValueError(f"loss combination {name!r}: {spec.name!r} is token-level; only sequence losses combine")
+            raise ValueError(
+                f"loss combination {name!r}: {spec.name!r} is token-level; only sequence losses combine"
+            )
     defaults: dict[str, float] = {}
     for _, spec in terms:
         for key, value in spec.defaults.items():

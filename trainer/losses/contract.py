@@ -122,7 +122,9 @@ class LossSpec:
         """The defaults updated with ``params``; an unknown name is an error."""
         unknown = set(params) - set(self.defaults)
         if unknown:
-            raise ValueError(f"loss {self.name!r} has no parameter(s) {sorted(unknown)}; known: {sorted(self.defaults)}")
+            raise ValueError(
+                f"loss {self.name!r} has no parameter(s) {sorted(unknown)}; known: {sorted(self.defaults)}"
+            )
         return {**self.defaults, **params}
 
     def build(self, **params: float) -> Callable[..., torch.Tensor]:

@@ -60,7 +60,9 @@ def discovered_loss_spec(
     )
 
 
-def _sequence(fn: Callable, needs_lengths: bool = False, reference_free: bool = False, **defaults: float) -> LossSpec:
+def _sequence(
+    fn: Callable, needs_lengths: bool = False, reference_free: bool = False, **defaults: float
+) -> LossSpec:
     def factory(**params: float) -> Callable:
         return functools.partial(fn, **params) if params else fn
 
@@ -90,8 +92,16 @@ for _fn in (trl_menu.aot, trl_menu.aot_unpaired):
     register(_sequence(_fn, label_smoothing=0.0))
 for _fn in (trl_menu.nca_pair, trl_menu.bco_pair, trl_menu.sppo_hard, trl_menu.apo_zero, trl_menu.apo_down):
     register(_sequence(_fn))
-register(_sequence(standalone.simpo, needs_lengths=True, reference_free=True, beta=2.0, gamma_beta_ratio=0.25,
-                   label_smoothing=0.0))
+register(
+    _sequence(
+        standalone.simpo,
+        needs_lengths=True,
+        reference_free=True,
+        beta=2.0,
+        gamma_beta_ratio=0.25,
+        label_smoothing=0.0,
+    )
+)
 register(_sequence(standalone.orpo, needs_lengths=True, reference_free=True, beta=0.1))
 register(_sequence(standalone.kto_pair))
 register(combined_spec("rpo", [(1.0, get_loss_spec("sigmoid")), (1.0, get_loss_spec("sft"))]))
@@ -99,12 +109,21 @@ register(combined_spec("rpo", [(1.0, get_loss_spec("sigmoid")), (1.0, get_loss_s
 register(LossSpec("tdpo1", "token", lambda: tdpo.tdpo1, inspect.getsource(tdpo.tdpo1), needs_kl=True))
 register(
     LossSpec(
-        "tdpo2", "token", tdpo.make_tdpo2, inspect.getsource(tdpo.make_tdpo2), needs_kl=True, defaults={"alpha": 0.5}
+        "tdpo2",
+        "token",
+        tdpo.make_tdpo2,
+        inspect.getsource(tdpo.make_tdpo2),
+        needs_kl=True,
+        defaults={"alpha": 0.5},
     )
 )
 register(
     LossSpec(
-        "granular", "token", lambda: tdpo.granular_dpo, inspect.getsource(tdpo.granular_dpo), needs_token_weights=True
+        "granular",
+        "token",
+        lambda: tdpo.granular_dpo,
+        inspect.getsource(tdpo.granular_dpo),
+        needs_token_weights=True,
     )
 )
 register(

@@ -33,12 +33,19 @@ from trainer.losses.contract import LossInputs
 
 class SelfRefinementLoss:
     def __init__(
-        self, alpha: float = 0.1, threshold: float = 0.1, window: float = 50, lam: float = 0.5, warmup: float = 0.2
+        self,
+        alpha: float = 0.1,
+        threshold: float = 0.1,
+        window: float = 50,
+        lam: float = 0.5,
+        warmup: float = 0.2,
     ) -> None:
         if not 0 <= alpha < 0.5:
             raise ValueError(f"SPA alpha must be in [0, 0.5), got {alpha}")
         if int(window) != window or not 0 <= int(window * threshold) + 1 < window:
-            raise ValueError(f"SPA needs an integer window with int(window * threshold) + 1 < window, got {window}")
+            raise ValueError(
+                f"SPA needs an integer window with int(window * threshold) + 1 < window, got {window}"
+            )
         self.alpha = alpha
         self.threshold = threshold
         self.lam = lam
@@ -49,7 +56,9 @@ class SelfRefinementLoss:
 
     def __call__(self, inputs: LossInputs, beta: float) -> torch.Tensor:
         if inputs.extrapolated_chosen_token_logps is None or inputs.extrapolated_rejected_token_logps is None:
-            raise ValueError("SPA needs the extrapolated log-probs: the trainer gives them to specs with extrapolation_param")
+            raise ValueError(
+                "SPA needs the extrapolated log-probs: the trainer gives them to specs with extrapolation_param"
+            )
         reference_margin = inputs.reference_chosen_logps - inputs.reference_rejected_logps
         margin = beta * ((inputs.policy_chosen_logps - inputs.policy_rejected_logps) - reference_margin)
         mixed_chosen = (inputs.extrapolated_chosen_token_logps * inputs.chosen_mask).sum(-1)

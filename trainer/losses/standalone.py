@@ -28,7 +28,9 @@ def simpo(
     chosen = policy_chosen_logps / chosen_lengths.clamp(min=1.0)
     rejected = policy_rejected_logps / rejected_lengths.clamp(min=1.0)
     logits = chosen - rejected - gamma_beta_ratio
-    return -F.logsigmoid(beta * logits) * (1 - label_smoothing) - F.logsigmoid(-beta * logits) * label_smoothing
+    return (
+        -F.logsigmoid(beta * logits) * (1 - label_smoothing) - F.logsigmoid(-beta * logits) * label_smoothing
+    )
 
 
 def _log1mexp(x):
@@ -60,7 +62,9 @@ def orpo(
     return nll - beta * F.logsigmoid(log_odds)
 
 
-def kto_pair(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, beta):
+def kto_pair(
+    policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, beta
+):
     """KTO on paired data: with ``c = pi_c - ref_c``, ``r = pi_r - ref_r`` and the batch KL estimates
     ``z_c = max(0, mean(c))``, ``z_r = max(0, mean(r))`` (each side's reference point taken from the other half),
     ``(1 - sigmoid(beta (c - z_r)) + 1 - sigmoid(beta (z_c - r))) / 2``. Ethayarajh et al. 2024, "KTO: Model

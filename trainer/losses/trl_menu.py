@@ -40,14 +40,18 @@ def exo_pair(
     """EXO-pref: ``KL(q || p)`` over {chosen, rejected} with ``q = (sigmoid(beta x), sigmoid(-beta x))`` and
     ``p = (1 - eps, eps)``, ``eps = label_smoothing`` (> 0; the paper recommends 1e-3). Ji et al. 2024, "Towards
     Efficient Exact Optimization of Language Model Alignment" (2402.00856), Eq. 16; TRL 1.16 line 1406."""
-    logits = beta * ((policy_chosen_logps - reference_chosen_logps) - (policy_rejected_logps - reference_rejected_logps))
+    logits = beta * (
+        (policy_chosen_logps - reference_chosen_logps) - (policy_rejected_logps - reference_rejected_logps)
+    )
     epsilon = torch.as_tensor(label_smoothing, dtype=logits.dtype, device=logits.device)
     chosen_term = torch.sigmoid(logits) * (F.logsigmoid(logits) - torch.log1p(-epsilon))
     rejected_term = torch.sigmoid(-logits) * (F.logsigmoid(-logits) - torch.log(epsilon))
     return chosen_term + rejected_term
 
 
-def nca_pair(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, beta):
+def nca_pair(
+    policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, beta
+):
     """NCA, pairwise: ``-log sigmoid(beta c) - 0.5 log sigmoid(-beta c) - 0.5 log sigmoid(-beta r)``. Chen et al.
     2024, "Noise Contrastive Alignment of Language Models with Explicit Rewards" (2402.05369); TRL 1.16 line 1419."""
     chosen = beta * (policy_chosen_logps - reference_chosen_logps)
@@ -67,13 +71,17 @@ def robust(
     under labels flipped with probability ``e = label_smoothing`` in [0, 0.5) (0.1, the value the paper and TRL's
     documentation recommend; at 0 it is ``sigmoid``). Chowdhury et al. 2024, "Provably Robust DPO" (2403.00409);
     TRL 1.16 line 1428."""
-    logits = beta * ((policy_chosen_logps - reference_chosen_logps) - (policy_rejected_logps - reference_rejected_logps))
+    logits = beta * (
+        (policy_chosen_logps - reference_chosen_logps) - (policy_rejected_logps - reference_rejected_logps)
+    )
     clean = -(1 - label_smoothing) * F.logsigmoid(logits)
     flipped = -label_smoothing * F.logsigmoid(-logits)
     return (clean - flipped) / (1 - 2 * label_smoothing)
 
 
-def bco_pair(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, beta):
+def bco_pair(
+    policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, beta
+):
     """BCO, paired: ``-log sigmoid(beta c) - log sigmoid(-beta r)``, a binary classifier on the implicit rewards.
     Jung et al. 2024, "Binary Classifier Optimization for Large Language Model Alignment" (2404.04656); TRL 1.16
     line 1433
@@ -83,7 +91,9 @@ def bco_pair(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps,
     return -F.logsigmoid(chosen) - F.logsigmoid(-rejected)
 
 
-def sppo_hard(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, beta):
+def sppo_hard(
+    policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, beta
+):
     """SPPO with hard labels: ``(c - 0.5 / beta)^2 + (r + 0.5 / beta)^2`` (the winner's probability set to 1, the
     loser's to 0). Wu et al. 2024, "Self-Play Preference Optimization for Language Model Alignment" (2405.00675),
     Eq. 4.7 of Algorithm 1; TRL 1.16 line 1438."""
@@ -127,7 +137,9 @@ def aot_unpaired(
     return -F.logsigmoid(beta * delta) * (1 - label_smoothing) - F.logsigmoid(-beta * delta) * label_smoothing
 
 
-def apo_zero(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, beta):
+def apo_zero(
+    policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, beta
+):
     """APO-zero: ``(1 - sigmoid(beta c)) + sigmoid(beta r)``: raise the chosen likelihood, lower the rejected one
     (for chosen outputs better than the model's). D'Oosterlinck et al. 2024, "Anchored Preference Optimization"
     (2408.06266), Eq. 7; TRL 1.16 line 1467."""
@@ -136,7 +148,9 @@ def apo_zero(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps,
     return (1 - torch.sigmoid(chosen)) + torch.sigmoid(rejected)
 
 
-def apo_down(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, beta):
+def apo_down(
+    policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, beta
+):
     """APO-down: ``sigmoid(beta c) + (1 - sigmoid(beta (c - r)))``: lower both likelihoods, the rejected one more
     (for chosen outputs worse than the model's). D'Oosterlinck et al. 2024, Eq. 8; TRL 1.16 line 1475."""
     chosen = policy_chosen_logps - reference_chosen_logps
