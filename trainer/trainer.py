@@ -1,10 +1,13 @@
 """``PreferenceTrainer``: TRL's ``DPOTrainer`` with the loss taken from the registry (or any callable).
 
-One code path trains DPO, the DiscoPOP losses, SPIN, SPA, TDPO, the granular losses and every discovered loss:
-the policy forward, the per-token log-probs and the metrics are shared; only the loss function differs."""
+One code path trains DPO, TRL's other loss types, SimPO, ORPO, KTO-pair, the DiscoPOP losses, SPIN, SPA, TDPO, the
+granular losses and every discovered loss: the policy forward, the per-token log-probs and the metrics are shared;
+only the loss function differs. The optional inputs a spec declares (completion lengths, no reference, per-token KL,
+token weights, extrapolated log-probs) are computed here and given only to the losses that declare them."""
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +24,8 @@ from trainer.config import TrainingConfig, TrainRun
 from trainer.data import span_token_weights
 from trainer.losses import LossInputs, LossSpec, discovered_loss_spec, get_loss_spec
 from trainer.refcache import CacheKey, ReferenceCache, attach, dataset_fingerprint
+
+log = logging.getLogger(__name__)
 
 SPAN_COLUMNS = ("chosen_span", "rejected_span")
 WEIGHT_COLUMNS = ("chosen_weights", "rejected_weights")
@@ -110,6 +115,22 @@ class WeightedPreferenceCollator(DataCollatorForPreference):
         return output
 
 
+@torch.no_grad()
+def extrapolated_token_logps(
+    policy_logits: torch.Tensor,
+    reference_logits: torch.Tensor,
+    input_ids: torch.Tensor,
+    completion_mask: torch.Tensor,
+    lam: float,
+) -> torch.Tensor:
+    """Per-token log-probs of the next-token labels under the extrapolated logits ``(1 + lam) * policy - lam *
+    reference`` (SPA's ``mix * policy_logits + (1 - mix) * reference_logits``, ``mix = 1 + lam``), aligned and
+    masked like ``PreferenceTrainer._token_logps``: ``(rows, seq - 1)``, 0 outside the completion. Detached."""
+    mix = 1.0 + lam
+    mixed = mix * policy_logits[:, :-1, :].float() + (1.0 - mix) * reference_logits[:, :-1, :].float()
+    return selective_log_softmax(mixed, input_ids[:, 1:]) * completion_mask[:, 1:]
+
+
 def resolve_loss(loss: str | Callable | LossSpec) -> LossSpec:
     if isinstance(loss, LossSpec):
         return loss
@@ -136,10 +157,21 @@ class PreferenceTrainer(DPOTrainer):
         **kwargs: Any,
     ) -> None:
         self.loss_spec = resolve_loss(loss if loss is not None else args.loss)
+        params = self.loss_spec.params(**args.loss_params)
         self.loss_fn = self.loss_spec.build(**args.loss_params)
+        if "beta" in params and params["beta"] != args.beta:
+            log.info("loss %s uses its own beta=%g (not %g)", self.loss_spec.name, params["beta"], args.beta)
+            args.beta = params["beta"]
+        spec = self.loss_spec
+        self.extrapolation = (
+            None if spec.extrapolation_param is None else float(params[spec.extrapolation_param])
+        )
         # Token-level losses need the reference per token: they run the reference model alongside. Sequence-level
-        # losses read the shared reference cache when one is configured.
-        args.precompute_ref_log_probs = self.loss_spec.level == "sequence" and args.ref_cache_dir is not None
+        # losses read the shared reference cache when one is configured. A reference-free loss gets zeros through the
+        # same precompute path, so that TRL neither loads nor runs a reference model for it.
+        args.precompute_ref_log_probs = spec.reference_free or (
+            spec.level == "sequence" and args.ref_cache_dir is not None
+        )
         if self.loss_spec.needs_token_weights and kwargs.get("data_collator") is None:
             pad_token = processing_class.pad_token or processing_class.eos_token
             processing_class.pad_token = pad_token
@@ -195,6 +227,9 @@ class PreferenceTrainer(DPOTrainer):
 
     # ---- reference cache ----------------------------------------------------------------------------------------
     def _precompute_ref_logps(self, dataset: Dataset, name: str, batch_size: int) -> Dataset:
+        if self.loss_spec.reference_free:
+            self.ref_cache_hit = None
+            return attach(dataset, torch.zeros(len(dataset)), torch.zeros(len(dataset)))
         reference = self.ref_model or self.model
         key = CacheKey(
             dataset=dataset_fingerprint(dataset),
@@ -253,7 +288,9 @@ class PreferenceTrainer(DPOTrainer):
         chosen_logps, rejected_logps = token_logps.sum(-1).chunk(2)
 
         if self.loss_spec.level == "sequence":
-            if self.precompute_ref_logps:
+            if self.loss_spec.reference_free:
+                ref_chosen, ref_rejected = torch.zeros_like(chosen_logps), torch.zeros_like(rejected_logps)
+            elif self.precompute_ref_logps:
                 ref_chosen, ref_rejected = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
             else:
                 with torch.no_grad():
@@ -261,7 +298,11 @@ class PreferenceTrainer(DPOTrainer):
                 ref_chosen, ref_rejected = self._sequence_logps(ref_logits, input_ids, completion_mask).chunk(
                     2
                 )
-            losses = self.loss_fn(chosen_logps, rejected_logps, ref_chosen, ref_rejected, self.beta)
+            extra = {}
+            if self.loss_spec.needs_lengths:
+                lengths = completion_mask[:, 1:].sum(-1).to(chosen_logps.dtype)
+                extra["chosen_lengths"], extra["rejected_lengths"] = lengths.chunk(2)
+            losses = self.loss_fn(chosen_logps, rejected_logps, ref_chosen, ref_rejected, self.beta, **extra)
         else:
             losses, ref_chosen, ref_rejected = self._token_level_losses(
                 outputs.logits, token_logps, inputs, model_kwargs
@@ -291,6 +332,12 @@ class PreferenceTrainer(DPOTrainer):
             policy_full = torch.log_softmax(logits[:, :-1, :].float(), dim=-1)
             kl = (ref_full.exp() * (ref_full - policy_full)).sum(-1) * mask
             chosen_kl, rejected_kl = kl.chunk(2)
+        extrapolated_c = extrapolated_r = None
+        if self.extrapolation is not None:
+            extrapolated = extrapolated_token_logps(
+                logits, ref_logits, input_ids, completion_mask, self.extrapolation
+            )
+            extrapolated_c, extrapolated_r = extrapolated.chunk(2)
         chosen_weights = rejected_weights = None
         if "token_weights" in inputs:
             chosen_weights, rejected_weights = inputs["token_weights"][:, 1:].chunk(2)
@@ -308,6 +355,8 @@ class PreferenceTrainer(DPOTrainer):
             rejected_weights=rejected_weights,
             chosen_kl=chosen_kl,
             rejected_kl=rejected_kl,
+            extrapolated_chosen_token_logps=extrapolated_c,
+            extrapolated_rejected_token_logps=extrapolated_r,
             step=self.state.global_step,
             max_steps=max(1, self.state.max_steps),
         )

@@ -32,7 +32,9 @@ def preference_rows(n: int = 16) -> list[dict]:
             {
                 "prompt": _conversation("user", f"Write one lowercase sentence about {topic}."),
                 "chosen": _conversation("assistant", f"a calm sentence about {topic} and nothing more."),
-                "rejected": _conversation("assistant", f"LOUD, UPPERCASE, TEXT ABOUT {topic.upper()}, NUMBER {i}!"),
+                "rejected": _conversation(
+                    "assistant", f"LOUD, UPPERCASE, TEXT ABOUT {topic.upper()}, NUMBER {i}!"
+                ),
             }
         )
     return rows
@@ -65,7 +67,9 @@ def granular_file(tmp_path) -> Path:
         incorrect = f"The answer about {topic} is {i + 7}."
         start = incorrect.index(str(i + 7))
         flag = -1 if i % 2 == 0 else 1
-        span = [start, start + len(str(i + 7))] if flag == -1 else [correct.index(str(i + 2)), len(correct) - 1]
+        span = (
+            [start, start + len(str(i + 7))] if flag == -1 else [correct.index(str(i + 2)), len(correct) - 1]
+        )
         rows.append(
             {
                 "prompt": f"Question {i}: what is the number for {topic}?",

@@ -54,13 +54,36 @@ def test_implicit_prompt_is_extracted():
     [
         ({"prompt": "p", "chosen": "", "rejected": "r"}, "chosen", "is empty"),
         ({"prompt": "p", "chosen": 3, "rejected": "r"}, "chosen", "must be a non-empty string"),
-        ({"prompt": "p", "chosen": "c", "rejected": [{"role": "assistant", "content": "r"}]}, "prompt", "mixes"),
-        ({"prompt": "p", "correct_response": "abc", "incorrect_response": "abd", "masked_region": [2, 9, -1]},
-         "masked_region", "outside"),
-        ({"prompt": "p", "correct_response": "abc", "incorrect_response": "abd", "masked_region": [0, 1, 0]},
-         "masked_region", "flag"),
-        ({"real": [{"role": "user", "content": "q"}], "generated": [{"role": "user", "content": "q"}]}, "real",
-         "assistant"),
+        (
+            {"prompt": "p", "chosen": "c", "rejected": [{"role": "assistant", "content": "r"}]},
+            "prompt",
+            "mixes",
+        ),
+        (
+            {
+                "prompt": "p",
+                "correct_response": "abc",
+                "incorrect_response": "abd",
+                "masked_region": [2, 9, -1],
+            },
+            "masked_region",
+            "outside",
+        ),
+        (
+            {
+                "prompt": "p",
+                "correct_response": "abc",
+                "incorrect_response": "abd",
+                "masked_region": [0, 1, 0],
+            },
+            "masked_region",
+            "flag",
+        ),
+        (
+            {"real": [{"role": "user", "content": "q"}], "generated": [{"role": "user", "content": "q"}]},
+            "real",
+            "assistant",
+        ),
     ],
 )
 def test_malformed_rows_name_the_row_and_field(row, field, problem):
