@@ -1,7 +1,11 @@
-"""The run's archive: one SQLite file (WAL) holding every candidate and what happened to it.
+"""The run's archive: one SQLite file (WAL) holding every candidate and what happened to it, and facts about the run.
 
 Only the driver writes. A candidate's ``status`` is an ``evo.status.Status``; every status carries a reason, so
-the next prompt can show the LLM what went wrong. An archive written before a column existed gets it on open."""
+the next prompt can show the LLM what went wrong. A validated candidate's ``graph`` is the JSON of its traced graph
+(``sandbox.graph``): the trainer, retrain and the report rebuild its loss from that alone, never from ``code``.
+``run_facts`` holds what the run should show beside its results (``sandbox_isolation_missing``: the isolation
+properties the sandbox children lacked in any session of the run). An archive written before a column or table
+existed gets it on open."""
 
 from __future__ import annotations
 
@@ -37,6 +41,7 @@ CREATE TABLE IF NOT EXISTS candidates (
     n INTEGER,
     pipeline TEXT,
     best_before REAL,
+    graph TEXT,
     metrics TEXT NOT NULL DEFAULT '{}',
     timings TEXT NOT NULL DEFAULT '{}',
     repair_round INTEGER NOT NULL DEFAULT 0,
@@ -49,9 +54,20 @@ CREATE TABLE IF NOT EXISTS candidates (
 );
 CREATE INDEX IF NOT EXISTS by_status ON candidates(status);
 CREATE INDEX IF NOT EXISTS by_fingerprint ON candidates(fingerprint);
+CREATE TABLE IF NOT EXISTS run_facts (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
 """
-# Columns added after the first archives were written: (name, type, where older archives kept the value).
-_ADDED_COLUMNS = (("pipeline", "TEXT", "$.pipeline"), ("best_before", "REAL", "$.best_before"))
+# Columns added after the first archives were written: (name, type, where older archives kept the value, if
+# anywhere).
+_ADDED_COLUMNS = (
+    ("pipeline", "TEXT", "$.pipeline"),
+    ("best_before", "REAL", "$.best_before"),
+    ("graph", "TEXT", None),
+)
+ISOLATION_MISSING = "sandbox_isolation_missing"
 
 _JSON = ("parent_ids", "metrics", "timings")
 
@@ -77,6 +93,7 @@ class Candidate:
     n: int | None = None
     pipeline: str | None = None  # a fixed method's whole procedure (baselines: spin, spa, aepo_dpo)
     best_before: float | None = None  # the best fitness in the archive when it was validated (bandit reward)
+    graph: str | None = None  # JSON of the traced graph (sandbox.graph), stored when the candidate validated
     metrics: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
     repair_round: int = 0
@@ -112,6 +129,8 @@ class Archive:
                 if name in present:
                     continue
                 db.execute(f"ALTER TABLE candidates ADD COLUMN {name} {kind}")
+                if metrics_path is None:
+                    continue
                 db.execute(
                     f"UPDATE candidates SET {name} = json_extract(metrics, ?), metrics = json_remove(metrics, ?) "
                     "WHERE json_type(metrics, ?) IS NOT NULL",
@@ -164,7 +183,34 @@ class Archive:
         with self._transaction() as db:
             db.execute(f"UPDATE candidates SET {assignments} WHERE id = ?", [*values.values(), candidate_id])
 
+    def record_isolation_missing(self, missing: tuple[str, ...]) -> tuple[str, ...]:
+        """Add the isolation properties a session's sandbox lacked to the run's record; returns the record (the
+        union over every session of the run, sorted)."""
+        with self._transaction() as db:
+            recorded = set(self._fact(db, ISOLATION_MISSING, []))
+            union = sorted(recorded | set(missing))
+            db.execute(
+                "INSERT INTO run_facts (name, value, updated_at) VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE "
+                "SET value = excluded.value, updated_at = excluded.updated_at",
+                (ISOLATION_MISSING, json.dumps(union), time.time()),
+            )
+        return tuple(union)
+
     # ---- reads --------------------------------------------------------------------------------------------------
+    @staticmethod
+    def _fact(db: sqlite3.Connection, name: str, default: Any) -> Any:
+        row = db.execute("SELECT value FROM run_facts WHERE name = ?", (name,)).fetchone()
+        return default if row is None else json.loads(row["value"])
+
+    def run_facts(self) -> dict[str, Any]:
+        """Every fact recorded about the run, by name."""
+        return {r["name"]: json.loads(r["value"]) for r in self._db.execute("SELECT name, value FROM run_facts")}
+
+    def isolation_missing(self) -> tuple[str, ...]:
+        """The isolation properties the sandbox lacked in any session of the run (empty: full isolation, or a
+        run from before it was recorded)."""
+        return tuple(self._fact(self._db, ISOLATION_MISSING, []))
+
     @staticmethod
     def _candidate(row: sqlite3.Row) -> Candidate:
         data = dict(row)
