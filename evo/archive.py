@@ -206,10 +206,11 @@ class Archive:
         """Every fact recorded about the run, by name."""
         return {r["name"]: json.loads(r["value"]) for r in self._db.execute("SELECT name, value FROM run_facts")}
 
-    def isolation_missing(self) -> tuple[str, ...]:
-        """The isolation properties the sandbox lacked in any session of the run (empty: full isolation, or a
-        run from before it was recorded)."""
-        return tuple(self._fact(self._db, ISOLATION_MISSING, []))
+    def isolation_missing(self) -> tuple[str, ...] | None:
+        """The isolation properties the sandbox lacked in any session of the run: empty when it had them all, None
+        when the run never recorded it (archives from before the record)."""
+        recorded = self._fact(self._db, ISOLATION_MISSING, None)
+        return None if recorded is None else tuple(recorded)
 
     @staticmethod
     def _candidate(row: sqlite3.Row) -> Candidate:

@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
 
     archive = Archive(run_dir / "archive.sqlite")
     rows, counts = leaderboard(archive)
-    render(rows, counts, archive.llm_spend(), console)
+    render(rows, counts, archive.llm_spend(), console, archive.isolation_missing())
     archive.close()
     return 0
 

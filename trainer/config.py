@@ -71,7 +71,8 @@ class TrainingConfig:
     )
     # IPO-like losses reverse on batches that overshoot their target margin: one reversed batch is no verdict
     direction_patience: int = _knob(
-        20, "discovered losses: stop after this many batches in a row that push against the preference (0: off)"
+        20,
+        "discovered losses: stop after this many batches in a row that push against the preference (0: off)",
     )
     # evo.retrain launches accelerate with it; search jobs and the command-line tools train in their process
     deepspeed: str | None = _knob(

@@ -125,7 +125,7 @@ def test_archive_written_before_the_pipeline_best_before_and_graph_columns_resum
     assert (first.best_before, first.metrics) == (None, {})
     assert [c.graph for c in (spin, found, first)] == [None, None, None]  # a resume validates `first` again
     assert [c.name for c in archive.by_status(Status.TRAINING)] == ["spin", "first"]  # what a resume reschedules
-    assert archive.isolation_missing() == () and archive.run_facts() == {}
+    assert archive.isolation_missing() is None and archive.run_facts() == {}  # not recorded, not "none missing"
     archive.update(first.id, status=Status.DONE, fitness=0.5, graph='{"format": "x"}')
     archive.record_isolation_missing(("seccomp",))
     archive.close()
@@ -136,7 +136,8 @@ def test_archive_written_before_the_pipeline_best_before_and_graph_columns_resum
 
 def test_the_isolation_record_holds_what_any_session_lacked(tmp_path):
     archive = Archive(tmp_path / "a.sqlite")
-    assert archive.record_isolation_missing(()) == ()
+    assert archive.isolation_missing() is None
+    assert archive.record_isolation_missing(()) == () == archive.isolation_missing()
     assert archive.run_facts() == {"sandbox_isolation_missing": []}
     assert archive.record_isolation_missing(("seccomp", "pid_namespace")) == ("pid_namespace", "seccomp")
     assert archive.record_isolation_missing(("network_namespace",)) == (

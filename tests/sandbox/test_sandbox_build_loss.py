@@ -60,8 +60,9 @@ def test_no_graph_for_what_cannot_be_traced(pool):
 def test_a_custom_entry_is_traced(pool):
     source = ALL_LOSSES["sigmoid"].replace("def loss_fn", "def dpo")
     pc, pr, rc, rr = _inputs()
-    torch.testing.assert_close(_built(source, pool, entry="dpo")(pc, pr, rc, rr, 0.1),
-                               -F.logsigmoid(0.1 * ((pc - pr) - (rc - rr))))
+    torch.testing.assert_close(
+        _built(source, pool, entry="dpo")(pc, pr, rc, rr, 0.1), -F.logsigmoid(0.1 * ((pc - pr) - (rc - rr)))
+    )
 
 
 def test_restricted_globals_hold_even_without_the_policy():

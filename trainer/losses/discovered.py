@@ -45,7 +45,12 @@ class DirectionCheckedLoss:
         reference_rejected_logps: torch.Tensor,
         beta: float,
     ) -> torch.Tensor:
-        inputs = (policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps)
+        inputs = (
+            policy_chosen_logps,
+            policy_rejected_logps,
+            reference_chosen_logps,
+            reference_rejected_logps,
+        )
         losses = self.loss(*inputs, beta)
         if self.monitor is not None and torch.is_grad_enabled() and policy_chosen_logps.requires_grad:
             reading = _across_ranks(direction(self.loss, *inputs, beta), policy_chosen_logps.device)
@@ -74,4 +79,6 @@ def candidate_loss(name: str, graph: str | dict[str, Any] | None, patience: int)
         return None
     loss = build_loss(graph)
     text = graph if isinstance(graph, str) else json.dumps(graph)
-    return LossSpec(name=name, level="sequence", factory=lambda: DirectionCheckedLoss(loss, patience), source=text)
+    return LossSpec(
+        name=name, level="sequence", factory=lambda: DirectionCheckedLoss(loss, patience), source=text
+    )
