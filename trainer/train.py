@@ -43,7 +43,7 @@ class TrainResult:
 def run_training(
     training: TrainingConfig, run: TrainRun, loss: Callable | LossSpec | None = None
 ) -> TrainResult:
-    """Train ``training.loss`` (or the given callable/spec, e.g. a sandbox-compiled discovered loss) as
+    """Train ``training.loss`` (or the given callable/spec, e.g. a discovered loss rebuilt from its graph) as
     ``training`` says, on ``run.data`` into ``run.output_dir``."""
     started = time.monotonic()
     args = PreferenceConfig.from_training(training, run)
