@@ -10,15 +10,20 @@ graphs were stored are validated again on resume, in the sandbox, from their sou
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
+import logging
 
 import pytest
+from rich.console import Console
 
 from evo.archive import Archive
 from evo.config import load_config
 from evo.job import CandidateJob, run_job
+from evo.loop import Search, build_proposers
 from evo.status import Status
 from evo.synthetic import write_synthetic_pairs
+from sandbox.executor import SandboxPool
 from tests.evo.conftest import launch
 from tests.evo.fake_llm import FakeLLM
 from tests.evo.graphs import traced_graph, validated_graph
@@ -131,4 +136,36 @@ def test_resumed_training_follows_the_stored_graph_not_the_archived_code(tmp_pat
     assert revalidated.metrics["losses"][0] == pytest.approx(0.974, abs=1e-3)  # softplus(0.5) at margin 0
     forged = archive.get(old_forged)
     assert forged.status == Status.INVALID and forged.reason.startswith("[policy]") and forged.graph is None
+    archive.close()
+
+
+def _session(run_dir, missing: tuple[str, ...], monkeypatch) -> str:
+    """Start one session of a search on a machine whose sandbox lacks ``missing``; what its terminal showed."""
+    monkeypatch.setattr(SandboxPool, "isolation_missing", property(lambda pool: missing))
+    config = load_config(preset="tiny", overrides={"proposers": {"llm": False}})
+    search = Search(config, run_dir, build_proposers(config, None, seed=0))
+    terminal = io.StringIO()
+    search.progress.console = Console(file=terminal, width=200)
+    try:
+        search._record_isolation()
+    finally:
+        search.close()
+    return terminal.getvalue()
+
+
+def test_a_sandbox_without_some_isolation_is_recorded_and_said(tmp_path, monkeypatch, caplog):
+    """This machine gives the sandbox every property; a machine that does not is simulated at the pool's report."""
+    run_dir = tmp_path / "run"
+    with caplog.at_level(logging.WARNING, logger="evo"):
+        shown = _session(run_dir, ("seccomp", "pid_namespace"), monkeypatch)
+    assert "run WITHOUT seccomp, pid_namespace on this machine" in shown
+    assert any(
+        "WITHOUT seccomp, pid_namespace" in r.getMessage() for r in caplog.records
+    )  # search.log's logger
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="evo"):
+        shown = _session(run_dir, (), monkeypatch)  # resumed on a machine with full isolation
+    assert "an earlier session of this run validated WITHOUT pid_namespace, seccomp" in shown
+    archive = Archive(run_dir / "archive.sqlite")
+    assert archive.isolation_missing() == ("pid_namespace", "seccomp")
     archive.close()
