@@ -1,7 +1,12 @@
-"""The run's archive: one SQLite file (WAL) holding every candidate and what happened to it.
+"""The run's archive: one SQLite file (WAL) holding every candidate and what happened to it, and facts about the run.
 
 Only the driver writes. A candidate's ``status`` is an ``evo.status.Status``; every status carries a reason, so
-the next prompt can show the LLM what went wrong. An archive written before a column existed gets it on open."""
+the next prompt can show the LLM what went wrong. A validated candidate's ``graph`` is the JSON of its traced graph
+(``sandbox.graph``): the trainer, retrain and the report rebuild its loss from that alone, never from ``code``.
+``notes`` holds what the run should show beside its results: a disabled proposer, why proposing ended, why the
+circuit breaker stopped the run, ``sandbox_isolation_missing`` (the isolation properties the sandbox children lacked
+in any session of the run). An archive written before a column or table
+existed gets it on open."""
 
 from __future__ import annotations
 
@@ -37,6 +42,7 @@ CREATE TABLE IF NOT EXISTS candidates (
     n INTEGER,
     pipeline TEXT,
     best_before REAL,
+    graph TEXT,
     metrics TEXT NOT NULL DEFAULT '{}',
     timings TEXT NOT NULL DEFAULT '{}',
     repair_round INTEGER NOT NULL DEFAULT 0,
@@ -51,8 +57,14 @@ CREATE INDEX IF NOT EXISTS by_status ON candidates(status);
 CREATE INDEX IF NOT EXISTS by_fingerprint ON candidates(fingerprint);
 CREATE TABLE IF NOT EXISTS notes (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-# Columns added after the first archives were written: (name, type, where older archives kept the value).
-_ADDED_COLUMNS = (("pipeline", "TEXT", "$.pipeline"), ("best_before", "REAL", "$.best_before"))
+# Columns added after the first archives were written: (name, type, where older archives kept the value, if
+# anywhere).
+_ADDED_COLUMNS = (
+    ("pipeline", "TEXT", "$.pipeline"),
+    ("best_before", "REAL", "$.best_before"),
+    ("graph", "TEXT", None),
+)
+ISOLATION_MISSING = "sandbox_isolation_missing"
 
 _JSON = ("parent_ids", "metrics", "timings")
 
@@ -78,6 +90,7 @@ class Candidate:
     n: int | None = None
     pipeline: str | None = None  # a fixed method's whole procedure (baselines: spin, spa, aepo_dpo)
     best_before: float | None = None  # the best fitness in the archive when it was validated (bandit reward)
+    graph: str | None = None  # JSON of the traced graph (sandbox.graph), stored when the candidate validated
     metrics: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
     repair_round: int = 0
@@ -113,6 +126,8 @@ class Archive:
                 if name in present:
                     continue
                 db.execute(f"ALTER TABLE candidates ADD COLUMN {name} {kind}")
+                if metrics_path is None:
+                    continue
                 db.execute(
                     f"UPDATE candidates SET {name} = json_extract(metrics, ?), metrics = json_remove(metrics, ?) "
                     "WHERE json_type(metrics, ?) IS NOT NULL",
@@ -165,7 +180,24 @@ class Archive:
         with self._transaction() as db:
             db.execute(f"UPDATE candidates SET {assignments} WHERE id = ?", [*values.values(), candidate_id])
 
+    def record_isolation_missing(self, missing: tuple[str, ...]) -> tuple[str, ...]:
+        """Add the isolation properties a session's sandbox lacked to the run's record; returns the record (the
+        union over every session of the run, sorted)."""
+        with self._transaction() as db:
+            row = db.execute("SELECT value FROM notes WHERE key = ?", (ISOLATION_MISSING,)).fetchone()
+            union = sorted(set(json.loads(row["value"]) if row else []) | set(missing))
+            db.execute(
+                "INSERT OR REPLACE INTO notes (key, value) VALUES (?, ?)", (ISOLATION_MISSING, json.dumps(union))
+            )
+        return tuple(union)
+
     # ---- reads --------------------------------------------------------------------------------------------------
+    def isolation_missing(self) -> tuple[str, ...] | None:
+        """The isolation properties the sandbox lacked in any session of the run: empty when it had them all, None
+        when the run never recorded it (archives from before the record)."""
+        recorded = self.note(ISOLATION_MISSING)
+        return None if recorded is None else tuple(recorded)
+
     @staticmethod
     def _candidate(row: sqlite3.Row) -> Candidate:
         data = dict(row)

@@ -1,7 +1,10 @@
-"""One candidate's work inside a Ray worker: compile (sandboxed), train with the shared trainer, evaluate.
+"""One candidate's work inside a Ray worker: rebuild its loss from the stored graph, train with the shared trainer,
+evaluate.
 
-Everything that can go wrong becomes a returned ``JobResult`` with status ``failed`` and the reason; the worker
-never raises for a bad candidate. The trained checkpoint is deleted after evaluation unless ``keep_model``."""
+A proposed candidate's job carries the graph the sandbox traced (JSON), never its source: no candidate code runs in
+the worker. Everything that can go wrong (a tampered graph included) becomes a returned ``JobResult`` with status
+``failed`` and the reason; the worker never raises for a bad candidate. The trained checkpoint is deleted after
+evaluation unless ``keep_model``."""
 
 from __future__ import annotations
 
@@ -20,7 +23,8 @@ from evo.config import FitnessConfig
 from evo.live_steps import STEP_LOG
 from evo.status import Status
 from trainer.config import TrainingConfig, TrainRun
-from trainer.losses.discovered import candidate_loss
+from trainer.losses.contract import LossSpec
+from trainer.losses.discovered import CandidateTurned, candidate_loss
 from trainer.step_log import StepLogCallback
 from trainer.train import TrainResult, run_training
 from trainer.trainer import CandidateDiverged
@@ -35,7 +39,7 @@ class CandidateJob:
     heldout_path: str | None
     training: TrainingConfig
     fitness: FitnessConfig
-    code: str | None = None  # proposed source (sequence-level contract), or
+    graph: str | None = None  # a proposed loss: the JSON of its traced graph (sandbox.graph), or
     loss: str | None = None  # a registry loss (baselines), or
     pipeline: str | None = (
         None  # a fixed method's whole procedure (trainer.pipelines.baselines: spin, spa, ...)
@@ -137,6 +141,15 @@ def _run_pipeline(job: CandidateJob, run: TrainRun) -> TrainResult:
     )
 
 
+def _graph_loss(job: CandidateJob) -> LossSpec | None:
+    """The proposed loss rebuilt from its graph; None for a registry baseline (``training.loss``)."""
+    if job.loss:
+        return None
+    if job.graph is None:
+        raise ValueError(f"candidate {job.candidate_id} has no stored graph to train (it must validate first)")
+    return candidate_loss(job.name, job.graph, job.training.direction_patience)
+
+
 def run_job(job: CandidateJob) -> JobResult:
     work = Path(job.work_dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -160,10 +173,7 @@ def run_job(job: CandidateJob) -> JobResult:
             # a search-scale job trains in its Ray worker: training.deepspeed is for evo.retrain's launches
             training = job.training.with_loss(job.loss) if job.loss else job.training
             trained = run_training(
-                training,
-                run,
-                loss=candidate_loss(job.name, None if job.loss else job.code),
-                callbacks=[StepLogCallback(work / STEP_LOG)],
+                training, run, loss=_graph_loss(job), callbacks=[StepLogCallback(work / STEP_LOG)]
             )
         timings["train_s"] = time.monotonic() - started
         scored_at = time.monotonic()
@@ -174,6 +184,14 @@ def run_job(job: CandidateJob) -> JobResult:
             job.candidate_id,
             Status.FAILED,
             f"training diverged: {err}",
+            timings=timings,
+            error_class=type(err).__name__,
+        )
+    except CandidateTurned as err:
+        return JobResult(
+            job.candidate_id,
+            Status.FAILED,
+            f"direction check: {err}",
             timings=timings,
             error_class=type(err).__name__,
         )

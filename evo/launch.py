@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 
     archive = Archive(run_dir / "archive.sqlite")
     rows, counts = leaderboard(archive)
-    render(rows, counts, archive.llm_spend(), console, run_notes(archive))
+    render(rows, counts, archive.llm_spend(), console, run_notes(archive), archive.isolation_missing())
     archive.close()
     if stopped:
         console.print(f"fix the cause, then continue with  python -m evo.launch --resume {run_dir}")

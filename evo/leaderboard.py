@@ -3,8 +3,9 @@
     python -m evo.leaderboard RUN_DIR [--json] [--top N] [--html report.html]
 
 Rank, name, fitness +- stderr, the paired difference to the DPO baseline (per-item differences on the same
-held-out items, with their standard error), generation, proposer; then a status summary, and what stopped a
-proposer or the run early (a spent LLM budget, a server that could not serve, the circuit breaker)."""
+held-out items, with their standard error), generation, proposer; then a status summary, a warning when the run's
+sandbox lacked isolation properties (``Archive.isolation_missing``), and what stopped a proposer or the run early
+(a spent LLM budget, a server that could not serve, the circuit breaker)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,21 @@ def run_notes(archive: Archive) -> list[str]:
     return notes
 
 
-def render(rows: list[Row], counts: dict[str, int], spend: dict, console: Console, notes: Sequence[str] = ()) -> None:
+def isolation_line(missing: tuple[str, ...] | None) -> str | None:
+    """The warning a run whose sandbox lacked isolation properties carries beside its results (None: no warning)."""
+    if not missing:
+        return None
+    return f"sandbox: validated WITHOUT {', '.join(missing)}: weaker isolation than designed"
+
+
+def render(
+    rows: list[Row],
+    counts: dict[str, int],
+    spend: dict,
+    console: Console,
+    notes: Sequence[str] = (),
+    isolation_missing: tuple[str, ...] | None = None,
+) -> None:
     table = Table(title="Discovered losses")
     for column in ("rank", "name", "fitness", "delta vs DPO", "gen", "proposer"):
         table.add_column(column, justify="right" if column in ("rank", "gen") else "left")
@@ -47,6 +62,9 @@ def render(rows: list[Row], counts: dict[str, int], spend: dict, console: Consol
     console.print(table)
     summary = ", ".join(f"{status}: {n}" for status, n in sorted(counts.items()))
     console.print(f"status: {summary or 'no candidates'}")
+    warning = isolation_line(isolation_missing)
+    if warning:
+        console.print(warning, style="bold red", markup=False)
     console.print(f"LLM: {spend['tokens_in']} tokens in, {spend['tokens_out']} out, ${spend['cost_usd']:.4f}")
     for note in notes:
         console.print(Text(note), soft_wrap=True)  # plain text (log lines may hold [brackets]), not wrapped
@@ -66,11 +84,13 @@ def main(argv: list[str] | None = None) -> int:
     archive = Archive(path)
     rows, counts = leaderboard(archive, args.top)
     spend = archive.llm_spend()
+    missing = archive.isolation_missing()
     if args.json:
         print(json.dumps({"rows": [asdict(r) for r in rows], "status_counts": counts, "llm": spend,
-                          "notes": run_notes(archive)}, indent=2))
+                          "notes": run_notes(archive),
+                          "sandbox_isolation_missing": None if missing is None else list(missing)}, indent=2))
     else:
-        render(rows, counts, spend, Console(), run_notes(archive))
+        render(rows, counts, spend, Console(), run_notes(archive), missing)
     if args.html:
         from evo.report import write_report  # matplotlib: loaded only when a report is asked for
 

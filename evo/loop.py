@@ -1,14 +1,17 @@
 """The search driver: propose -> validate (sandbox) -> deduplicate -> train + evaluate (Ray task) -> record.
 
 The driver is the archive's only writer. It keeps proposing while candidate tasks run, sends sandbox failures
-back to the LLM for repair, never trains a duplicate, and turns every failure into a recorded status. A proposer
-that can no longer propose (its budget spent, its server gone) is disabled with the reason; when none is left,
-proposing ends and the candidates in flight finish. Candidates that keep failing for one reason of the setup
-open the circuit breaker, which stops the run. All state lives in the archive, so a resumed search continues a
-run killed at any moment."""
+back to the LLM for repair, never trains a duplicate, and turns every failure into a recorded status. A candidate
+that validates is stored with its traced graph, and its training task gets that graph, never the source. The
+isolation the sandbox could not get on this machine is recorded in the archive and said loudly. A proposer that
+can no longer propose (its budget spent, its server gone) is disabled with the reason; when none is left,
+proposing ends and the candidates in flight finish. Candidates that keep failing for one reason of the setup open
+the circuit breaker, which stops the run. All state lives in the archive, so a resumed search continues a run
+killed at any moment."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -101,6 +104,7 @@ class Search:
         for key in (DISABLED_PROPOSERS, PROPOSING_ENDED, CIRCUIT_BREAKER):
             self.archive.set_note(key, None)
         self.progress.start()
+        self._record_isolation()
         self._resume_interrupted()
         self._baselines()
         for generation in range(1, self.config.generations + 1):
@@ -114,6 +118,19 @@ class Search:
         while self.in_flight:  # the baselines of a run with no generation
             self._collect(block=True)
         self.progress.stop()
+
+    def _record_isolation(self) -> None:
+        missing = self.pool.isolation_missing
+        recorded = self.archive.record_isolation_missing(missing)
+        if missing:
+            self.progress.warn(
+                f"sandbox: the validating children run WITHOUT {', '.join(missing)} on this machine: isolation is "
+                "weaker than designed (recorded in the archive)"
+            )
+        elif recorded:
+            self.progress.warn(f"sandbox: an earlier session of this run validated WITHOUT {', '.join(recorded)}")
+        else:
+            log.info("sandbox: the validating children have every isolation property")
 
     # ---- generation 0 and resume ----------------------------------------------------------------------------------
     def _baselines(self) -> None:
@@ -130,18 +147,23 @@ class Search:
                 self._submit(self.archive.get(cid))
                 continue
             spec = get_loss_spec(loss)
-            fingerprint = canonical = None
-            if spec.level == "sequence":
+            fingerprint = canonical = graph = None
+            if spec.level == "sequence":  # trusted code that trains as itself; its graph serves novelty and reports
                 verdict = validate_source(spec.source, entry=loss, pool=self.pool)
-                fingerprint, canonical = verdict.fingerprint, verdict.canonical_form
+                fingerprint, canonical, graph = verdict.fingerprint, verdict.canonical_form, _json(verdict.graph)
             cid = self.archive.add(
                 0, "baseline", Status.TRAINING, name=name, loss=loss, code=spec.source, thought=f"baseline: {loss}",
-                fingerprint=fingerprint, canonical=canonical,
+                fingerprint=fingerprint, canonical=canonical, graph=graph,
             )
             self._submit(self.archive.get(cid))
 
     def _resume_interrupted(self) -> None:
         for candidate in self.archive.by_status(Status.TRAINING):
+            if candidate.graph is None and candidate.loss is None and candidate.pipeline is None:
+                log.info("candidate %d (%s) was archived without a graph: validating it again", candidate.id,
+                         candidate.name)
+                self.archive.update(candidate.id, status=Status.PROPOSED)  # picked up with the proposed ones below
+                continue
             log.info("rescheduling candidate %d (%s), in flight when the run stopped", candidate.id, candidate.name)
             self._submit(candidate)
         for candidate in self.archive.by_status(Status.PROPOSED):
@@ -242,6 +264,7 @@ class Search:
             self.archive.update(
                 cid, status=Status.DUPLICATE, duplicate_of=original.id, fingerprint=verdict.fingerprint,
                 canonical=verdict.canonical_form, reason=f"behaves like candidate {original.id} ({original.name})",
+                graph=_json(verdict.graph),
             )
             self.bandit.update(arm, 0.0)
             self.progress.event(f"candidate {cid}: duplicate of {original.id} ({original.name})")
@@ -249,7 +272,7 @@ class Search:
             return
         self.archive.update(
             cid, status=Status.TRAINING, fingerprint=verdict.fingerprint, canonical=verdict.canonical_form,
-            best_before=best_before,
+            best_before=best_before, graph=_json(verdict.graph),
         )
         self._submit(self.archive.get(cid))
 
@@ -266,7 +289,7 @@ class Search:
             heldout_path=str(self.data.heldout_path) if self.data.heldout_path else None,
             training=self.config.training,
             fitness=self.config.fitness,
-            code=None if candidate.loss else candidate.code,
+            graph=None if candidate.loss else candidate.graph,
             loss=candidate.loss,
             pipeline=candidate.pipeline,
             ref_cache_dir=str(cache_root() / "refcache"),
@@ -345,6 +368,10 @@ class Search:
                 )
             self.archive.set_note(CIRCUIT_BREAKER, str(err))
             raise
+
+
+def _json(graph: dict | None) -> str | None:
+    return None if graph is None else json.dumps(graph)
 
 
 def init_ray(config: SearchConfig) -> None:

@@ -44,6 +44,11 @@ class SearchProgress:
         if self._status is not None:
             self._status.update(f"{message} | {self._headline()}")
 
+    def warn(self, message: str) -> None:
+        """Something the user must see (weaker sandbox isolation): a warning in the log, in red on the terminal."""
+        log.warning(message)
+        self.console.log(message, style="bold red", markup=False)
+
     def result(self, archive: Archive, candidate: Candidate, result) -> None:
         self.spend = archive.llm_spend()["cost_usd"]
         if result.status == Status.DONE:

@@ -155,11 +155,19 @@ def _not_trained(candidates: Sequence[Candidate]) -> str:
     return f"<details><summary>{len(rejected)} candidates not trained or failed, with reasons</summary>{table}</details>"
 
 
-def _cards(config: SearchConfig, candidates: Sequence[Candidate], rows: Sequence[Row], spend: dict) -> str:
+def _sandbox(missing: tuple[str, ...] | None) -> str:
+    if missing is None:
+        return "not recorded"
+    return f"weaker: without {_e(', '.join(missing))}" if missing else "fully isolated"
+
+
+def _cards(config: SearchConfig, candidates: Sequence[Candidate], rows: Sequence[Row], spend: dict,
+           isolation_missing: tuple[str, ...] | None) -> str:
     best = f"{rows[0].fitness:.4f} ({_e(rows[0].name)})" if rows else "-"
     items = [("preset", _e(config.preset)), ("policy", _e(config.training.model)),
              ("fitness", _e(config.fitness.kind)), ("beta", f"{config.training.beta:g}"),
-             ("candidates", str(len(candidates))), ("best", best), ("LLM cost", f"${spend['cost_usd']:.4f}")]
+             ("candidates", str(len(candidates))), ("best", best), ("LLM cost", f"${spend['cost_usd']:.4f}"),
+             ("sandbox", _sandbox(isolation_missing))]
     return '<div class="cards">' + "".join(f'<div class="card">{k}<b>{v}</b></div>' for k, v in items) + "</div>"
 
 
@@ -179,7 +187,7 @@ def render_report(archive: Archive, config: SearchConfig, title: str, top: int |
     sections = [
         f"<h1>{_e(title)}</h1>",
         f'<p class="meta">generated {time.strftime("%Y-%m-%d %H:%M:%S")} from {_e(archive.path)}</p>',
-        _cards(config, candidates, rows, spend),
+        _cards(config, candidates, rows, spend, archive.isolation_missing()),
         "<h2>Leaderboard</h2>", _leaderboard(rows, by_id),
         "<h2>Best fitness per generation</h2>",
         _img(fitness_png(done, reference.fitness if reference else None), "fitness by generation"),

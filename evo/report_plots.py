@@ -3,7 +3,8 @@ the loss shapes they draw.
 
 A loss's shape is its value f(x) and slope f'(x) over the log-ratio margin x = (pi_c - pi_r) - (ref_c - ref_r),
 evaluated with policy_chosen = x and the three other log-probs 0, the slope by autograd. The grid is one batch, so
-a loss that couples the examples of a batch (batch statistics) draws the shape it has on that batch."""
+a loss that couples the examples of a batch (batch statistics) draws the shape it has on that batch. A discovered
+loss is drawn from its stored graph (rebuilt by the sandbox's trusted interpreter): no archived source runs here."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ from matplotlib.ticker import MaxNLocator
 
 from evo.archive import Candidate
 from evo.status import Status
+from sandbox.interpreter import build_loss
 from trainer.losses import get_loss_spec
-from trainer.losses.discovered import candidate_loss
 
 SHAPE_SPAN = 4.0  # the margin grid covers beta * x in [-SHAPE_SPAN, SHAPE_SPAN]
 SHAPE_POINTS = 401
@@ -67,11 +68,13 @@ def loss_shape(fn: Callable[..., torch.Tensor], margins: torch.Tensor, beta: flo
 
 
 def sequence_loss(candidate: Candidate) -> Callable[..., torch.Tensor]:
-    """The callable of a candidate: its registry loss (baselines) or its code compiled by the sandbox."""
+    """The callable of a candidate: its registry loss (baselines) or its loss rebuilt from the stored graph
+    (``sandbox.graph.GraphError`` for a malformed one)."""
     if candidate.loss is None:
-        spec = candidate_loss(candidate.name, candidate.code)
-    else:
-        spec = get_loss_spec(candidate.loss)
+        if candidate.graph is None:
+            raise ValueError("archived without a graph: resume the run to validate it again")
+        return build_loss(candidate.graph)
+    spec = get_loss_spec(candidate.loss)
     if spec.level != "sequence":
         raise ValueError(f"{candidate.loss} is a token-level loss: it has no shape over the sequence margin")
     return spec.build()
@@ -86,7 +89,7 @@ def shapes(candidates: Sequence[Candidate], beta: float) -> tuple[list[Shape], d
         label = f"#{c.id} {c.name}"
         try:
             out.append(Shape(label, margins.numpy(), *loss_shape(sequence_loss(c), margins, beta)))
-        except Exception as err:  # archived code is untrusted: a loss that breaks here is reported, not fatal
+        except Exception as err:  # an archived graph is data: a loss that breaks here is reported, not fatal
             errors[label] = f"{type(err).__name__}: {err}"[:300]
     return out, errors
 

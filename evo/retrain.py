@@ -4,8 +4,8 @@
     python -m evo.retrain runs/<run-id> --candidate 17 --recipe runs/recipes/smollm2-1.7b.yaml
 
 Picks a candidate from the run's archive (``--rank K``: K-th on the leaderboard of done candidates; or
-``--candidate ID``), trains its loss (a baseline's registry loss, or the candidate's source compiled by the
-sandbox) with the recipe's ``training`` settings on the recipe's ``data``, scores the checkpoint with the recipe's
+``--candidate ID``), trains its loss (a baseline's registry loss, or a discovered loss rebuilt from its stored graph;
+a candidate archived before graphs were stored is validated again in the sandbox for one) with the recipe's ``training`` settings on the recipe's ``data``, scores the checkpoint with the recipe's
 ``fitness`` and every evaluator in ``retrain.evaluators``, and adds a row to the archive's ``retrains`` table.
 
 Where training runs: ``accelerate launch`` with the recipe's DeepSpeed config (``training.deepspeed``) on all
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import sys
 import time
@@ -31,15 +32,16 @@ from evo.data_prep import prepare_data
 from evo.job import CandidateJob, score
 from evo.retrain_store import RetrainRecord, RetrainStore
 from evo.status import TRAINED, Status
+from sandbox.executor import SandboxPool, ZygoteError
+from sandbox.validate import validate_source
 from trainer.config import TrainingConfig, TrainRun
 from trainer.deepspeed.launch import LaunchPlan, launch_plan, train_distributed
-from trainer.losses.discovered import candidate_loss
+from trainer.losses.discovered import CandidateTurned, candidate_loss
 from trainer.models import cache_root
 from trainer.train import TrainResult, run_training
 from trainer.trainer import CandidateDiverged
 
 log = logging.getLogger("evo.retrain")
-
 
 
 def select_candidate(archive: Archive, rank: int | None = None, candidate_id: int | None = None) -> Candidate:
@@ -69,16 +71,34 @@ def select_candidate(archive: Archive, rank: int | None = None, candidate_id: in
     return candidate
 
 
+def with_graph(candidate: Candidate) -> Candidate:
+    """The candidate with its traced graph. A discovered loss archived before graphs were stored is validated
+    again (its source runs only in a sandbox child); one that no longer validates is refused (``ValueError``)."""
+    if candidate.loss or candidate.graph is not None:
+        return candidate
+    log.info("candidate %d was archived without a graph: validating it again", candidate.id)
+    with SandboxPool() as pool:
+        verdict = validate_source(candidate.code, pool=pool)
+    if not verdict.valid or verdict.graph is None:
+        raise ValueError(
+            f"candidate {candidate.id} ({candidate.name}) was archived without a graph and does not validate "
+            f"now: [{verdict.stage}] {verdict.error}"
+        )
+    return dataclasses.replace(candidate, graph=json.dumps(verdict.graph))
+
+
 def candidate_training(candidate: Candidate, training: TrainingConfig) -> TrainingConfig:
     """The recipe's training with the candidate's loss: a baseline's registry loss, or (for a discovered loss,
-    whose compiled code is passed to the trainer) the recipe's own."""
+    whose graph is passed to the trainer) the recipe's own."""
     return training.with_loss(candidate.loss) if candidate.loss else training
 
 
 def _train(
     candidate: Candidate, training: TrainingConfig, run: TrainRun, plan: LaunchPlan, work_dir: Path
 ) -> TrainResult:
-    code = None if candidate.loss else candidate.code
+    graph = None if candidate.loss else candidate.graph
+    if not candidate.loss and graph is None:  # never train the recipe's own loss in a candidate's name
+        raise ValueError(f"candidate {candidate.id} has no stored graph (with_graph validates it again)")
     if plan.backend == "accelerate":
         return train_distributed(
             training,
@@ -86,10 +106,10 @@ def _train(
             work_dir,
             num_processes=plan.num_processes,
             deepspeed=plan.deepspeed,
-            code=code,
+            graph=graph,
             name=candidate.name,
         )
-    return run_training(training, run, loss=candidate_loss(candidate.name, code))
+    return run_training(training, run, loss=candidate_loss(candidate.name, graph, training.direction_patience))
 
 
 def _evaluations(model_dir: str, job: CandidateJob, names: tuple[str, ...]) -> dict:
@@ -152,7 +172,7 @@ def retrain(
             heldout_path=str(data.heldout_path) if data.heldout_path else None,
             training=config.training,
             fitness=config.fitness,
-            code=None if candidate.loss else candidate.code,
+            graph=None if candidate.loss else candidate.graph,
             loss=candidate.loss,
             keep_model=True,
         )
@@ -161,11 +181,12 @@ def retrain(
         evaluations = _evaluations(str(model_dir), job, config.retrain.evaluators)
         timings["eval_s"] = time.monotonic() - scored_at
     except Exception as err:  # recorded, like a failed candidate in the search
-        reason = (
-            f"training diverged: {err}"
-            if isinstance(err, CandidateDiverged)
-            else f"{type(err).__name__}: {err}"
-        )
+        if isinstance(err, CandidateDiverged):
+            reason = f"training diverged: {err}"
+        elif isinstance(err, CandidateTurned):
+            reason = f"direction check: {err}"
+        else:
+            reason = f"{type(err).__name__}: {err}"
         log.exception("retraining candidate %d failed", candidate.id)
         timings["total_s"] = time.monotonic() - started
         return dataclasses.replace(record, status=Status.FAILED, reason=reason[:2000], timings=timings)
@@ -221,8 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     recipe = Path(args.recipe).stem
     archive = Archive(archive_path)
     try:
-        candidate = select_candidate(archive, args.rank, args.candidate)
-    except (ValueError, KeyError) as err:
+        candidate = with_graph(select_candidate(archive, args.rank, args.candidate))
+    except (ValueError, KeyError, ZygoteError) as err:
         print(f"cannot retrain: {err}", file=sys.stderr)
         return 2
     finally:

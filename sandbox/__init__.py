@@ -14,9 +14,8 @@ The search validates source once, in sandbox children; everything else runs the 
     loss(policy_chosen, policy_rejected, reference_chosen, reference_rejected, beta)  # -> (batch,)
     reading = direction(loss, policy_chosen, policy_rejected, reference_chosen, reference_rejected, beta)
 
-`compile_loss(source)` still exists for callers holding only source: it traces in a sandbox child and
-returns `build_loss(graph)`. Names are imported lazily, so that torch-free users of `sandbox.policy` do not
-load everything.
+Nothing outside the sandbox turns source into a loss: callers store the graph and call `build_loss`. Names are
+imported lazily, so that torch-free users of `sandbox.policy` do not load everything.
 """
 
 from __future__ import annotations
@@ -27,8 +26,6 @@ from typing import Any
 _EXPORTS = {
     "ExecutionResult": "sandbox.executor",
     "SandboxPool": "sandbox.executor",
-    "LossRejected": "sandbox.compile",
-    "compile_loss": "sandbox.compile",
     "SEQUENCE": "sandbox.contract",
     "Contract": "sandbox.contract",
     "InputSpec": "sandbox.contract",
@@ -46,7 +43,6 @@ _EXPORTS = {
     "Limits": "sandbox.isolation",
     "canonical_form": "sandbox.novelty",
     "fingerprint": "sandbox.novelty",
-    "PolicyError": "sandbox.policy",
     "PolicyViolation": "sandbox.policy",
     "check_policy": "sandbox.policy",
     "ValidationResult": "sandbox.validate",

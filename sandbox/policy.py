@@ -15,15 +15,7 @@ MAX_SOURCE_CHARS = 20_000
 MAX_AST_NODES = 5_000
 MAX_VIOLATIONS = 10
 
-__all__ = ["MAX_SOURCE_CHARS", "PolicyError", "PolicyViolation", "check_policy", "format_violations"]
-
-
-class PolicyError(ValueError):
-    """Raised by `sandbox.compile.compile_loss` when source breaks the policy."""
-
-    def __init__(self, violations: tuple[PolicyViolation, ...]) -> None:
-        super().__init__("; ".join(str(v) for v in violations))
-        self.violations = violations
+__all__ = ["MAX_SOURCE_CHARS", "PolicyViolation", "check_policy", "format_violations"]
 
 
 def format_violations(violations: tuple[PolicyViolation, ...]) -> str:

@@ -69,6 +69,11 @@ class TrainingConfig:
     dtype: Dtype = _knob(
         "auto", "auto (bf16 on CUDA GPUs that support it, else float32) | float32 | bfloat16"
     )
+    # IPO-like losses reverse on batches that overshoot their target margin: one reversed batch is no verdict
+    direction_patience: int = _knob(
+        20,
+        "discovered losses: stop after this many batches in a row that push against the preference (0: off)",
+    )
     # evo.retrain launches accelerate with it; search jobs and the command-line tools train in their process
     deepspeed: str | None = _knob(
         None, "multi-GPU launch: zero2 | zero3 | a DeepSpeed .json path (GPUs only)"
@@ -79,6 +84,8 @@ class TrainingConfig:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if not isinstance(self.loss_params, dict):
             raise ValueError(f"loss_params must be a mapping, got {type(self.loss_params).__name__}")
+        if self.direction_patience < 0:
+            raise ValueError(f"direction_patience must be >= 0, got {self.direction_patience}")
 
     def with_loss(self, loss: str) -> TrainingConfig:
         """The same training with another loss (a baseline's, a method's step). ``loss_params`` belong to a loss:

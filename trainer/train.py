@@ -46,7 +46,7 @@ def run_training(
     loss: Callable | LossSpec | None = None,
     callbacks: Sequence[TrainerCallback] = (),
 ) -> TrainResult:
-    """Train ``training.loss`` (or the given callable/spec, e.g. a sandbox-compiled discovered loss) as
+    """Train ``training.loss`` (or the given callable/spec, e.g. a discovered loss rebuilt from its graph) as
     ``training`` says, on ``run.data`` into ``run.output_dir``; ``callbacks`` join the trainer's (e.g.
     ``trainer.step_log.StepLogCallback`` for live curves)."""
     started = time.monotonic()

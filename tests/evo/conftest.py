@@ -27,3 +27,12 @@ def launch(args: list[str], timeout: float = 900, env: dict | None = None,
 @pytest.fixture
 def recipe(tmp_path):
     return lambda **fields: write_recipe(tmp_path / "recipe.yaml", **fields)
+
+
+@pytest.fixture(scope="session")
+def sandbox_pool():
+    """One warm sandbox pool for the tests that validate or trace losses (as the search's driver does)."""
+    from sandbox.executor import SandboxPool
+
+    with SandboxPool() as pool:
+        yield pool

@@ -24,6 +24,7 @@ from evo.archive import Archive, Candidate
 from evo.config import load_config, save_config
 from evo.leaderboard import main as leaderboard_main
 from evo.report_plots import SHAPE_POINTS, SHAPE_SPAN, loss_shape, margin_grid, sequence_loss, shapes
+from tests.evo.graphs import traced_graph
 from trainer.losses import get_loss_spec
 
 BETA = 0.1
@@ -39,8 +40,8 @@ CONSTANT = HEADER + "    return torch.zeros_like(x)\n"
 HOSTILE_NAME = 'exp<img src="x">'
 
 
-def _candidate(code: str, loss: str | None = None, name: str = "c") -> Candidate:
-    return Candidate(id=7, generation=1, proposer="llm", status="done", name=name, code=code, loss=loss)
+def _candidate(graph: str | None, name: str = "c", code: str = "") -> Candidate:
+    return Candidate(id=7, generation=1, proposer="llm", status="done", name=name, code=code, graph=graph)
 
 
 def test_dpo_shape_is_its_closed_form():
@@ -52,9 +53,11 @@ def test_dpo_shape_is_its_closed_form():
     assert torch.allclose(torch.from_numpy(slopes), -BETA * torch.sigmoid(-BETA * x), atol=1e-6)
 
 
-def test_candidate_code_is_compiled_and_differentiated():
+def test_the_stored_graph_is_drawn_never_the_code(sandbox_pool):
     margins = margin_grid(BETA)
-    values, slopes = loss_shape(sequence_loss(_candidate(HINGE)), margins, BETA)
+    tampered = "import os\ndef loss_fn(a, b, c, d, beta):\n    os.system('false')\n    return a\n"
+    values, slopes = loss_shape(sequence_loss(_candidate(traced_graph(HINGE, sandbox_pool), code=tampered)),
+                                margins, BETA)
     x = margins.double()
     assert torch.allclose(torch.from_numpy(values), torch.relu(1 - BETA * x), atol=1e-5)
     inside = (BETA * x < 0.99).numpy()
@@ -62,17 +65,21 @@ def test_candidate_code_is_compiled_and_differentiated():
     assert slopes[inside] == pytest.approx(-BETA) and slopes[outside] == pytest.approx(0.0)
 
 
-def test_a_loss_that_cannot_be_drawn_is_reported_not_fatal():
-    candidates = [_candidate(SCALAR, name="scalar"), _candidate(SHIFTED, name="shifted"),
-                  _candidate(CONSTANT, name="flat")]
+def test_a_loss_that_cannot_be_drawn_is_reported_not_fatal(sandbox_pool):
+    candidates = [_candidate(traced_graph(SCALAR, sandbox_pool), name="scalar"),
+                  _candidate(traced_graph(SHIFTED, sandbox_pool), name="shifted"),
+                  _candidate(traced_graph(CONSTANT, sandbox_pool), name="flat"),
+                  _candidate(None, name="old", code=HINGE), _candidate('{"format": "pickle"}', name="forged")]
     curves, errors = shapes(candidates, BETA)
     assert [c.label for c in curves] == ["DPO", "#7 shifted", "#7 flat"]
-    assert list(errors) == ["#7 scalar"] and f"batch of shape ({SHAPE_POINTS},)" in errors["#7 scalar"]
+    assert list(errors) == ["#7 scalar", "#7 old", "#7 forged"]
+    assert f"batch of shape ({SHAPE_POINTS},)" in errors["#7 scalar"]
+    assert "without a graph" in errors["#7 old"] and errors["#7 forged"].startswith("GraphError")
     assert not curves[2].values.any() and not curves[2].slopes.any()
 
 
 # ---- the page -------------------------------------------------------------------------------------------------
-def _build_run(run_dir: Path) -> None:
+def _build_run(run_dir: Path, pool) -> None:
     save_config(load_config(preset="tiny"), run_dir / "config.yaml")
     archive = Archive(run_dir / "archive.sqlite")
 
@@ -80,7 +87,8 @@ def _build_run(run_dir: Path) -> None:
              losses: tuple[float, ...] = (0.69, 0.5, 0.4)) -> int:
         score = sum(per_item) / len(per_item)
         details = {"per_item": {str(i): v for i, v in enumerate(per_item)}}
-        return archive.add(generation, proposer, "done", name=name, code=code, loss=loss, fitness=score,
+        graph = None if loss else traced_graph(code, pool)
+        return archive.add(generation, proposer, "done", name=name, code=code, loss=loss, graph=graph, fitness=score,
                            stderr=0.05, n=len(per_item), metrics={"losses": list(losses), "fitness_details": details},
                            timings={"train_s": 12.0, "eval_s": 3.0, "total_s": 15.0}, llm_cost=0.002)
 
@@ -93,13 +101,14 @@ def _build_run(run_dir: Path) -> None:
     archive.add(2, "symbolic", "duplicate", name="hinge_again", code=HINGE, duplicate_of=2,
                 reason="behaves like candidate 2 (hinge_margin)")
     archive.add(2, "llm", "failed", name="diverges", code=EXPONENTIAL, reason="training diverged: loss is nan")
+    archive.record_isolation_missing(("seccomp",))
     archive.close()
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory) -> Path:
+def report(tmp_path_factory, sandbox_pool) -> Path:
     run_dir = tmp_path_factory.mktemp("run")
-    _build_run(run_dir)
+    _build_run(run_dir, sandbox_pool)
     out = run_dir / "report.html"
     assert leaderboard_main([str(run_dir), "--html", str(out)]) == 0
     return out
@@ -167,8 +176,17 @@ def test_the_page_is_self_contained_and_complete(report: Path):
     assert statuses == {"status": "candidates", "done": "4", "invalid": "1", "duplicate": "1", "failed": "1",
                         "all": "7"}
     assert "&lt;img src=&quot;x&quot;&gt;" in text  # archived text is escaped, never markup
+    assert '<div class="card">sandbox<b>weaker: without seccomp</b></div>' in text  # the run's isolation record
     reasons = " ".join(r[-1] for r in page.rows)
     assert "the gradient lowers the chosen log-ratio" in reasons and "duplicate of #2" in reasons
+
+
+def test_the_leaderboard_says_when_the_sandbox_ran_weaker(report: Path, capsys):
+    assert leaderboard_main([str(report.parent)]) == 0
+    out = capsys.readouterr().out
+    assert "sandbox: validated WITHOUT seccomp: weaker isolation than designed" in out
+    assert leaderboard_main([str(report.parent), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["sandbox_isolation_missing"] == ["seccomp"]
 
 
 # ---- in a browser ---------------------------------------------------------------------------------------------

@@ -16,9 +16,10 @@ import pytest
 import yaml
 
 from evo.archive import Archive
-from evo.retrain import main, select_candidate
+from evo.retrain import main, select_candidate, with_graph
 from evo.retrain_store import RetrainStore
 from evo.synthetic import write_synthetic_pairs
+from tests.evo.graphs import traced_graph, validated_graph
 from trainer.config import TrainingConfig, TrainRun
 from trainer.deepspeed.launch import DistributedJob, launch_plan, train_distributed, worker
 from trainer.losses import get_loss_spec
@@ -35,9 +36,9 @@ EXPLODING = """def loss_fn(policy_chosen_logps, policy_rejected_logps, reference
 
 
 @pytest.fixture
-def run_dir(tmp_path) -> Path:
+def run_dir(tmp_path, sandbox_pool) -> Path:
     """A finished search: the DPO baseline, a better discovered loss, a worse one, an invalid proposal and the
-    SPIN procedure baseline."""
+    SPIN procedure baseline; discovered losses with their graphs, as the search stores them."""
     run = tmp_path / "run"
     archive = Archive(run / "archive.sqlite")
     archive.add(
@@ -51,8 +52,11 @@ def run_dir(tmp_path) -> Path:
         stderr=0.1,
         n=6,
     )
-    archive.add(1, "llm", "done", name="mixed_logistic_hinge", code=MIXED, fitness=0.90, stderr=0.05, n=6)
-    archive.add(1, "symbolic", "done", name="weaker", code=MIXED, fitness=0.40, stderr=0.1, n=6)
+    graph = validated_graph(MIXED, sandbox_pool)
+    archive.add(
+        1, "llm", "done", name="mixed_logistic_hinge", code=MIXED, graph=graph, fitness=0.90, stderr=0.05, n=6
+    )
+    archive.add(1, "symbolic", "done", name="weaker", code=MIXED, graph=graph, fitness=0.40, stderr=0.1, n=6)
     archive.add(2, "llm", "invalid", name="broken", code="def loss_fn(:", reason="[policy] syntax error")
     archive.add(0, "baseline", "done", name="spin", pipeline="spin", fitness=0.2, stderr=0.1, n=6)
     archive.close()
@@ -133,9 +137,44 @@ def test_retrain_end_to_end_on_cpu(run_dir, tmp_path):
     archive.close()
 
 
-def test_failed_retraining_is_recorded(run_dir, tmp_path):
+def test_a_candidate_archived_without_a_graph_is_validated_again(run_dir, tmp_path):
     archive = Archive(run_dir / "archive.sqlite")
-    exploding = archive.add(1, "llm", "done", name="exploding", code=EXPLODING, fitness=0.1, stderr=0.0, n=6)
+    old = archive.get(archive.add(1, "llm", "done", name="old", code=MIXED, fitness=0.3, stderr=0.1, n=6))
+    canary = tmp_path / "canary"
+    forged = archive.get(
+        archive.add(
+            1,
+            "llm",
+            "done",
+            name="forged",
+            fitness=0.3,
+            stderr=0.1,
+            n=6,
+            code=f"def loss_fn(a, b, c, d, beta):\n    open({str(canary)!r}, 'w')\n    return b - a\n",
+        )
+    )
+    stored, baseline = archive.get(2), archive.get(1)
+    archive.close()
+    assert old.graph is None and with_graph(old).graph == stored.graph  # the same trace as the search's
+    with pytest.raises(ValueError, match=r"does not validate now: \[policy\]"):
+        with_graph(forged)
+    assert not canary.exists()
+    assert with_graph(baseline) is baseline  # a baseline trains its registry loss
+
+
+def test_failed_retraining_is_recorded(run_dir, tmp_path, sandbox_pool):
+    archive = Archive(run_dir / "archive.sqlite")
+    exploding = archive.add(
+        1,
+        "llm",
+        "done",
+        name="exploding",
+        code=EXPLODING,
+        graph=traced_graph(EXPLODING, sandbox_pool),
+        fitness=0.1,
+        stderr=0.0,
+        n=6,
+    )
     archive.close()
     recipe = _recipe(tmp_path / "tiny-full.yaml", training={"max_steps": 2})
     assert main([str(run_dir), "--candidate", str(exploding), "--recipe", str(recipe)]) == 1
@@ -161,17 +200,18 @@ def _run(tmp_path: Path, **overrides) -> TrainRun:
     return TrainRun(**{"data": str(train), "output_dir": str(tmp_path / "model"), **overrides})
 
 
-def test_worker_reports_divergence_for_the_parent(tmp_path):
+def test_worker_reports_divergence_for_the_parent(tmp_path, sandbox_pool):
     job_file = tmp_path / "launch" / "job.json"
     job_file.parent.mkdir()
-    job_file.write_text(DistributedJob(TINY_TRAINING, _run(tmp_path), "exploding", EXPLODING).to_json())
+    graph = traced_graph(EXPLODING, sandbox_pool)
+    job_file.write_text(DistributedJob(TINY_TRAINING, _run(tmp_path), "exploding", graph).to_json())
     with pytest.raises(CandidateDiverged):
         worker(job_file)
     assert json.loads((job_file.parent / "diverged.json").read_text())["step"] == 1
     assert not (job_file.parent / "result.json").exists()
 
 
-def test_train_distributed_launches_the_worker_through_accelerate(tmp_path):
+def test_train_distributed_launches_the_worker_through_accelerate(tmp_path, sandbox_pool):
     """DDP with one CPU process: the real ``accelerate launch`` path that DeepSpeed runs take on GPUs."""
     result = train_distributed(
         TINY_TRAINING,
@@ -179,7 +219,7 @@ def test_train_distributed_launches_the_worker_through_accelerate(tmp_path):
         tmp_path / "launch",
         num_processes=1,
         deepspeed=None,
-        code=MIXED,
+        graph=validated_graph(MIXED, sandbox_pool),
         name="mixed_logistic_hinge",
     )
     assert (result.steps, result.metrics["loss"]) == (2, "mixed_logistic_hinge")

@@ -14,7 +14,8 @@ from evo.data_prep import prepare_data
 from evo.proposers.base import Proposal
 from evo.proposers.symbolic import PRIMITIVES, SymbolicProposer, from_srepr, gated, to_code, z
 from evo.status import Status
-from sandbox.compile import compile_loss
+from sandbox.interpreter import build_loss
+from tests.evo.graphs import traced_graph
 
 
 def test_config_layers_preset_recipe_and_overrides(tmp_path):
@@ -83,7 +84,8 @@ def test_archive_roundtrip_and_queries(tmp_path):
     assert "meta" not in tables
 
 
-# The candidates table as the first archives had it: no pipeline and best_before columns, both kept in metrics.
+# The candidates table as the first archives had it: no pipeline and best_before columns, both kept in metrics; no
+# graph column and no notes table.
 OLD_SCHEMA = """
 CREATE TABLE candidates (
     id INTEGER PRIMARY KEY AUTOINCREMENT, generation INTEGER NOT NULL, proposer TEXT NOT NULL,
@@ -99,7 +101,7 @@ CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
-def test_archive_written_before_the_pipeline_and_best_before_columns_resumes(tmp_path):
+def test_archive_written_before_the_pipeline_best_before_and_graph_columns_resumes(tmp_path):
     path = tmp_path / "old.sqlite"
     db = sqlite3.connect(path)
     db.executescript(OLD_SCHEMA)
@@ -121,10 +123,27 @@ def test_archive_written_before_the_pipeline_and_best_before_columns_resumes(tmp
     assert (spin.pipeline, spin.best_before, spin.metrics) == ("spin", None, {})
     assert (found.pipeline, found.best_before, found.metrics) == (None, 0.25, {"losses": [1.0, 0.5]})
     assert (first.best_before, first.metrics) == (None, {})
+    assert [c.graph for c in (spin, found, first)] == [None, None, None]  # a resume validates `first` again
     assert [c.name for c in archive.by_status(Status.TRAINING)] == ["spin", "first"]  # what a resume reschedules
-    archive.update(first.id, status=Status.DONE, fitness=0.5)
+    assert archive.isolation_missing() is None  # not recorded, not "none missing"
+    archive.update(first.id, status=Status.DONE, fitness=0.5, graph='{"format": "x"}')
+    archive.record_isolation_missing(("seccomp",))
     archive.close()
-    assert Archive(path).get(first.id).status is Status.DONE  # opening it again changes nothing more
+    reopened = Archive(path)  # opening it again changes nothing more
+    assert (reopened.get(first.id).status, reopened.get(first.id).graph) == (Status.DONE, '{"format": "x"}')
+    assert reopened.isolation_missing() == ("seccomp",)
+
+
+def test_the_isolation_record_holds_what_any_session_lacked(tmp_path):
+    archive = Archive(tmp_path / "a.sqlite")
+    assert archive.isolation_missing() is None
+    assert archive.record_isolation_missing(()) == () == archive.isolation_missing()
+    assert archive.note("sandbox_isolation_missing") == []
+    assert archive.record_isolation_missing(("seccomp", "pid_namespace")) == ("pid_namespace", "seccomp")
+    assert archive.record_isolation_missing(("network_namespace",)) == (
+        "network_namespace", "pid_namespace", "seccomp")
+    assert archive.record_isolation_missing(()) == archive.isolation_missing() == (
+        "network_namespace", "pid_namespace", "seccomp")  # a later, fully isolated session does not erase it
 
 
 def test_bandit_tries_every_arm_then_follows_yield():
@@ -152,9 +171,9 @@ def test_bandit_rebuilds_from_the_archive(tmp_path):
     assert bandit.share()["symbolic"] > bandit.share()["llm"]
 
 
-def test_symbolic_code_matches_its_expression():
+def test_symbolic_code_matches_its_expression(sandbox_pool):
     expr = gated(PRIMITIVES["logistic"](z), PRIMITIVES["hinge"](z * 2), 0.5)
-    fn = compile_loss(to_code(expr))
+    fn = build_loss(traced_graph(to_code(expr), sandbox_pool))
     pc = torch.tensor([0.3, -1.2, 4.0])
     zero = torch.zeros(3)
     beta = 0.7
@@ -168,7 +187,7 @@ def test_symbolic_code_matches_its_expression():
     assert from_srepr(sp.srepr(expr)) == expr
 
 
-def test_symbolic_breeds_from_archive_parents(tmp_path):
+def test_symbolic_breeds_from_archive_parents(tmp_path, sandbox_pool):
     archive = Archive(tmp_path / "a.sqlite")
     parent = PRIMITIVES["exponential"](z)
     pid = archive.add(1, "symbolic", "done", name="p", fitness=0.9, expression=sp.srepr(parent))
@@ -177,4 +196,4 @@ def test_symbolic_breeds_from_archive_parents(tmp_path):
     assert all(isinstance(c, Proposal) and c.parent_ids and c.parent_ids[0] == pid for c in children)
     assert len({c.code for c in children}) > 1
     for child in children:
-        compile_loss(child.code)  # every child is valid source for the sandbox's compiler
+        traced_graph(child.code, sandbox_pool)  # every child passes the policy and traces into a graph

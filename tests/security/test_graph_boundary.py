@@ -1,10 +1,10 @@
 """Outside the sandbox child no candidate source runs: a loss is rebuilt from its stored graph alone.
 
-Proved at the sandbox API (the trainer's wiring comes later): after validation the stored source is replaced
-by code that would write a canary file if it ever ran; the loss rebuilt from the stored graph computes what
-the graph says, no file appears, and Python executes no code object in this process meanwhile (no `exec`
-audit event; `compile` is only ever asked for a syntax tree, by the policy). A graph that is tampered with is
-either refused, or computes exactly what the tampered graph says.
+Proved here at the sandbox API (tests/evo/test_graph_training.py proves it for the search's archive, job and
+trainer): after validation the stored source is replaced by code that would write a canary file if it ever ran;
+the loss rebuilt from the stored graph computes what the graph says, no file appears, and Python executes no code
+object in this process meanwhile (no `exec` audit event; `compile` is only ever asked for a syntax tree, by the
+policy). A graph that is tampered with is either refused, or computes exactly what the tampered graph says.
 """
 
 import ast
@@ -18,7 +18,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sandbox.compile import compile_loss
 from sandbox.graph import GraphError
 from sandbox.interpreter import build_loss
 from sandbox.validate import validate_source
@@ -69,7 +68,7 @@ def _dpo(pc, pr, rc, rr, beta):
 
 @pytest.fixture(scope="module")
 def stored(attack_pool):
-    """An archive row as phase 2 will store it: the source and its validated graph."""
+    """An archive row as the search stores it: the source and its validated graph."""
     result = validate_source(loss_source(), pool=attack_pool)
     assert result.valid, result.error
     return {"source": loss_source(), "graph": json.dumps(result.graph)}
@@ -139,9 +138,10 @@ def test_malformed_graphs_are_refused(stored):
         build_loss(cyclic)
 
 
-def test_compile_loss_traces_in_the_sandbox_not_here(attack_pool):
+def test_validation_traces_in_the_sandbox_not_here(attack_pool):
     with _NoCodeRuns() as seen:
-        loss = compile_loss(loss_source(), pool=attack_pool)
+        result = validate_source(loss_source(), pool=attack_pool)
+        loss = build_loss(result.graph)
     assert "exec" not in seen and "compile" not in seen
     batch = _batch()
     torch.testing.assert_close(loss(*batch, 0.1), _dpo(*batch, 0.1))

@@ -11,9 +11,11 @@ The parent writes ``job.json`` and ``accelerate.yaml`` into ``work_dir`` and run
 
     python -m accelerate.commands.launch --config_file accelerate.yaml -m trainer.deepspeed.launch job.json
 
-Every rank builds the loss (``training.loss`` from the registry, or the candidate ``code`` compiled by the sandbox) and
-calls ``run_training``; rank 0 writes ``result.json`` (or ``diverged.json`` when the loss or gradient went
-non-finite, re-raised here as ``CandidateDiverged``). The launcher's output goes to ``work_dir/train.log``; it
+Every rank builds the loss (``training.loss`` from the registry, or a discovered loss rebuilt from its ``graph``, the
+JSON the sandbox traced: no candidate source is in the job file) and calls ``run_training``; rank 0 writes
+``result.json`` (or ``diverged.json`` when the loss or gradient went non-finite, re-raised here as
+``CandidateDiverged``; or ``turned.json`` when the online direction check stopped the loss, re-raised as
+``CandidateTurned``). The launcher's output goes to ``work_dir/train.log``; it
 gets a parent-death signal, so killing the caller (a Ray task past its timeout) stops the ranks too.
 
 Launched runs do not use the shared reference cache: the reference model runs alongside the policy, sharded like
@@ -33,13 +35,14 @@ import yaml
 
 from trainer.config import TrainingConfig, TrainRun
 from trainer.deepspeed import accelerate_config
-from trainer.losses.discovered import candidate_loss
+from trainer.losses.discovered import CandidateTurned, candidate_loss
 from trainer.processes import die_with_parent, free_port
 from trainer.train import TrainResult, run_training
 from trainer.trainer import CandidateDiverged
 
 RESULT_FILE = "result.json"
 DIVERGED_FILE = "diverged.json"
+TURNED_FILE = "turned.json"
 LOG_TAIL_CHARS = 4000
 
 
@@ -48,9 +51,7 @@ class DistributedJob:
     training: TrainingConfig
     run: TrainRun
     name: str
-    code: str | None = (
-        None  # candidate source (sequence-level contract); None: training.loss from the registry
-    )
+    graph: str | None = None  # a discovered loss's traced graph (JSON); None: training.loss from the registry
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -62,7 +63,7 @@ class DistributedJob:
             training=TrainingConfig.from_dict(data["training"]),
             run=TrainRun(**data["run"]),
             name=data["name"],
-            code=data["code"],
+            graph=data["graph"],
         )
 
 
@@ -111,17 +112,17 @@ def train_distributed(
     *,
     num_processes: int,
     deepspeed: str | None,
-    code: str | None = None,
+    graph: str | None = None,
     name: str | None = None,
 ) -> TrainResult:
     """Train on ``num_processes`` GPUs of this machine with the DeepSpeed config ``deepspeed`` (the launch plan's;
     None: DDP); raises ``RuntimeError`` with the log tail on failure."""
     work_dir.mkdir(parents=True, exist_ok=True)
-    job = DistributedJob(training, dataclasses.replace(run, ref_cache_dir=None), name or training.loss, code)
+    job = DistributedJob(training, dataclasses.replace(run, ref_cache_dir=None), name or training.loss, graph)
     job_file, config_file = work_dir / "job.json", work_dir / "accelerate.yaml"
     job_file.write_text(job.to_json())
     config_file.write_text(yaml.safe_dump(accelerate_config(num_processes, free_port(), deepspeed)))
-    for stale in (RESULT_FILE, DIVERGED_FILE):
+    for stale in (RESULT_FILE, DIVERGED_FILE, TURNED_FILE):
         (work_dir / stale).unlink(missing_ok=True)
     log_path = work_dir / "train.log"
     with log_path.open("w") as log:
@@ -135,6 +136,9 @@ def train_distributed(
     diverged = work_dir / DIVERGED_FILE
     if diverged.exists():
         raise CandidateDiverged(**json.loads(diverged.read_text()))
+    turned = work_dir / TURNED_FILE
+    if turned.exists():
+        raise CandidateTurned(json.loads(turned.read_text())["reason"])
     result = work_dir / RESULT_FILE
     if returncode != 0 or not result.exists():
         tail = log_path.read_text(errors="replace")[-LOG_TAIL_CHARS:]
@@ -151,7 +155,7 @@ def _write_atomic(path: Path, text: str) -> None:
 def worker(job_file: Path) -> None:
     """One rank: build the loss, train, and (rank 0) write the result next to the job file."""
     job = DistributedJob.from_json(job_file.read_text())
-    loss = candidate_loss(job.name, job.code)
+    loss = candidate_loss(job.name, job.graph, job.training.direction_patience)
     rank_zero = int(os.environ.get("RANK", "0")) == 0
     try:
         result = run_training(job.training, job.run, loss=loss)
@@ -161,6 +165,10 @@ def worker(job_file: Path) -> None:
                 job_file.parent / DIVERGED_FILE,
                 json.dumps({"step": err.step, "what": err.what, "value": err.value}),
             )
+        raise
+    except CandidateTurned as err:
+        if rank_zero:
+            _write_atomic(job_file.parent / TURNED_FILE, json.dumps({"reason": err.reason}))
         raise
     if rank_zero:
         _write_atomic(job_file.parent / RESULT_FILE, json.dumps(asdict(result), default=str))

@@ -1,7 +1,8 @@
-"""compile_loss (source -> loss, traced in a sandbox child, rebuilt from the graph here) and the restricted
-namespace the tracing child executes candidate source in."""
+"""Source -> graph in a sandbox child -> `build_loss(graph)` here: the loss the trainer, retrain and the report run,
+and the restricted namespace the tracing child executes candidate source in."""
 
 import builtins
+import json
 import math
 
 import pytest
@@ -9,10 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from sandbox.audit import refusal
-from sandbox.compile import LossRejected, compile_loss
-from sandbox.interpreter import GraphLoss
+from sandbox.interpreter import GraphLoss, build_loss
 from sandbox.namespace import TRACING_MATH, load_namespace
-from sandbox.policy import PolicyError
+from sandbox.validate import validate_source
 from tests.sandbox.discopop_losses import ALL_LOSSES, LRML
 
 
@@ -21,9 +21,16 @@ def _inputs():
     return [-torch.rand(6, generator=gen) * 50 for _ in range(4)]
 
 
-def test_compiled_loss_is_a_graph_and_matches_the_reference(pool):
+def _built(source: str, pool, entry: str = "loss_fn") -> GraphLoss:
+    """The loss rebuilt from the graph of a validated source, after a round trip through JSON text (as stored)."""
+    result = validate_source(source, entry=entry, pool=pool)
+    assert result.valid, result.error
+    return build_loss(json.dumps(result.graph))
+
+
+def test_the_built_loss_is_a_graph_and_matches_the_reference(pool):
     pc, pr, rc, rr = _inputs()
-    loss = compile_loss(ALL_LOSSES["sigmoid"], pool=pool)
+    loss = _built(ALL_LOSSES["sigmoid"], pool)
     assert isinstance(loss, GraphLoss)
     torch.testing.assert_close(loss(pc, pr, rc, rr, 0.1), -F.logsigmoid(0.1 * ((pc - pr) - (rc - rr))))
 
@@ -33,26 +40,29 @@ def test_lrml_matches_its_formula(pool):
     logits = 0.1 * ((pc - pr) - (rc - rr))
     mod = torch.sigmoid(logits / 0.05)
     expected = -F.logsigmoid(logits) * (1 - mod) + torch.exp(-logits) * mod
-    torch.testing.assert_close(compile_loss(LRML, pool=pool)(pc, pr, rc, rr, 0.1), expected)
+    torch.testing.assert_close(_built(LRML, pool)(pc, pr, rc, rr, 0.1), expected)
 
 
-def test_compile_refuses_policy_violations(pool):
-    with pytest.raises(PolicyError) as info:
-        compile_loss("import os\ndef loss_fn(a, b, c, d, beta):\n    return a - b\n", pool=pool)
-    assert info.value.violations[0].rule == "import"
-    with pytest.raises(PolicyError):
-        compile_loss(ALL_LOSSES["sigmoid"], entry="other", pool=pool)
+def test_no_graph_for_policy_violations(pool):
+    result = validate_source("import os\ndef loss_fn(a, b, c, d, beta):\n    return a - b\n", pool=pool)
+    assert (result.stage, result.graph) == ("policy", None) and "import" in result.error
+    result = validate_source(ALL_LOSSES["sigmoid"], entry="other", pool=pool)
+    assert (result.stage, result.graph) == ("policy", None)
 
 
-def test_compile_refuses_what_cannot_be_traced(pool):
+def test_no_graph_for_what_cannot_be_traced(pool):
     source = "def loss_fn(a, b, c, d, beta):\n    if (a > b).all():\n        return a\n    return b\n"
-    with pytest.raises(LossRejected, match=r"\[trace\] line 2: \[control-flow\]"):
-        compile_loss(source, pool=pool)
+    result = validate_source(source, pool=pool)
+    assert (result.stage, result.graph) == ("trace", None)
+    assert result.error.startswith("line 2: [control-flow]"), result.error
 
 
-def test_compile_takes_a_custom_entry(pool):
+def test_a_custom_entry_is_traced(pool):
     source = ALL_LOSSES["sigmoid"].replace("def loss_fn", "def dpo")
-    assert callable(compile_loss(source, entry="dpo", pool=pool))
+    pc, pr, rc, rr = _inputs()
+    torch.testing.assert_close(
+        _built(source, pool, entry="dpo")(pc, pr, rc, rr, 0.1), -F.logsigmoid(0.1 * ((pc - pr) - (rc - rr)))
+    )
 
 
 def test_restricted_globals_hold_even_without_the_policy():
