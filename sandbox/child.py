@@ -29,6 +29,7 @@ from sandbox.contract import get_contract
 from sandbox.errors import bounded, describe_exception, describe_graph_error, describe_graph_failure
 from sandbox.gradient_tests import LossCallError, run_gradient_tests
 from sandbox.graph import GraphError, LossGraph
+from sandbox.graph_decode import decode_graph
 from sandbox.interpreter import GraphRuntimeError, build_loss
 from sandbox.namespace import load_namespace
 from sandbox.novelty import canonical_form, fingerprint
@@ -101,7 +102,7 @@ def _timed_canonical_form(graph: LossGraph) -> str | None:
 def check_graph(data: Any) -> dict[str, Any]:
     """Gradient tests, fingerprint and canonical form of the loss rebuilt from graph data."""
     try:
-        graph = LossGraph.from_json(data)
+        graph = decode_graph(data)
     except GraphError as exc:
         return reply(False, "trace", describe_graph_error(exc))
     loss = build_loss(graph)

@@ -1,7 +1,7 @@
 """The trusted interpreter: run a validated loss graph with the torch functions its names stand for.
 
 `build_loss(graph)` is how everything outside the sandbox child (trainer, report, retrain) gets a loss
-callable: it decodes and validates the graph data (`LossGraph.from_json`) and returns a `GraphLoss` that
+callable: it decodes and validates the graph data (`decode_graph`) and returns a `GraphLoss` that
 evaluates the nodes in order. No candidate source is compiled or executed; only the operations of
 `sandbox.ops` run, on the caller's tensors, without writing into them.
 """
@@ -15,6 +15,7 @@ import torch
 
 from sandbox.contract import Contract, get_contract
 from sandbox.graph import LossGraph, Node, Ref, TensorConstant, Variant
+from sandbox.graph_decode import decode_graph
 from sandbox.ops import FUNCTIONS
 
 # The largest tensor (elements) one node may produce; a graph asking for more fails instead of exhausting
@@ -221,5 +222,5 @@ class GraphLoss:
 def build_loss(graph: LossGraph | dict[str, Any] | str, max_elements: int = MAX_ELEMENTS) -> GraphLoss:
     """A loss callable from a graph or its JSON (dict or text); raises `GraphError` for a bad graph."""
     if not isinstance(graph, LossGraph):
-        graph = LossGraph.from_json(graph)
+        graph = decode_graph(graph)
     return GraphLoss(graph, max_elements)

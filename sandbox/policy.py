@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import ast
 
-from sandbox.policy_checker import Checker, PolicyViolation, shown
+from sandbox.policy_checker import Checker
+from sandbox.policy_names import PolicyViolation, shown
 
 MAX_SOURCE_CHARS = 20_000
 MAX_AST_NODES = 5_000

@@ -11,7 +11,6 @@ augmented assignment only on names that can never alias an input (`sandbox.alias
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass
 
 from sandbox.aliasing import fresh_names
 from sandbox.allowlist import (
@@ -24,77 +23,24 @@ from sandbox.allowlist import (
     SAFE_BUILTINS,
     VALUE_ATTRS,
 )
+from sandbox.policy_names import (
+    PolicyViolation,
+    bound_names,
+    constant_default,
+    dotted,
+    is_dunder,
+    is_private,
+    shown,
+)
 
 _CONSTANT_OPS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow)
-
-
-@dataclass(frozen=True)
-class PolicyViolation:
-    """One broken rule: where, which rule, and what to change."""
-
-    line: int
-    rule: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"line {self.line}: [{self.rule}] {self.message}"
-
-
-def _bound_names(nodes: list[ast.AST]) -> set[str]:
-    names: set[str] = set()
-    for node in nodes:
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-            names.add(node.id)
-        elif isinstance(node, ast.FunctionDef):
-            names.add(node.name)
-        elif isinstance(node, ast.arg):
-            names.add(node.arg)
-        elif isinstance(node, ast.alias):
-            names.add(node.asname or node.name.split(".")[0])
-    return names
-
-
-def _dotted(node: ast.expr) -> list[str] | None:
-    """`a.b.c` -> ["a", "b", "c"]; None when the chain does not start at a plain name."""
-    parts: list[str] = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if not isinstance(node, ast.Name):
-        return None
-    parts.append(node.id)
-    return parts[::-1]
-
-
-def _is_dunder(name: str) -> bool:
-    return name.startswith("__") and name.endswith("__")
-
-
-def _is_private(name: str) -> bool:
-    return name.startswith("_") and name != "_"
-
-
-def shown(name: str) -> str:
-    """A name from the source, bounded (messages never carry more of the candidate's text)."""
-    return name if len(name) <= 40 else name[:37] + "..."
-
-
-def _constant_default(node: ast.expr, constants: set[str]) -> bool:
-    """Numbers, strings, None, tuples of those, and names of module-level numeric constants."""
-    if isinstance(node, ast.Constant):
-        return node.value is None or type(node.value) in (int, float, bool, str)
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-        return isinstance(node.operand, ast.Constant) and type(node.operand.value) in (int, float)
-    if isinstance(node, ast.Tuple):
-        return all(_constant_default(e, constants) for e in node.elts)
-    return isinstance(node, ast.Name) and node.id in constants
 
 
 class Checker:
     def __init__(self, nodes: list[ast.AST]) -> None:
         self.violations: list[PolicyViolation] = []
         self.modules: dict[str, str] = dict(PREBOUND_MODULES)
-        self.known = _bound_names(nodes) | SAFE_BUILTINS | set(PREBOUND_MODULES)
+        self.known = bound_names(nodes) | SAFE_BUILTINS | set(PREBOUND_MODULES)
         self.params: set[str] = set()
         self.constants: set[str] = set()  # module-level numeric constants
         self.fresh: list[frozenset[str]] = []  # per enclosing function: names that never alias an argument
@@ -192,7 +138,7 @@ class Checker:
             if default is None:
                 continue
             self.check_expr(default)
-            if not _constant_default(default, self.constants):
+            if not constant_default(default, self.constants):
                 self.add(
                     line,
                     "default",
@@ -258,9 +204,9 @@ class Checker:
 
     def check_name_itself(self, name: str, line: int) -> bool:
         """Dunder, private and forbidden names, wherever they are bound or used; True when it is fine."""
-        if _is_dunder(name):
+        if is_dunder(name):
             self.add(line, "dunder", f"dunder name '{shown(name)}' is not allowed")
-        elif _is_private(name):
+        elif is_private(name):
             self.add(line, "private", f"names starting with '_' are not allowed ('{shown(name)}')")
         elif name in FORBIDDEN_NAMES:
             self.add(line, "forbidden-name", f"'{name}' is not allowed: {FORBIDDEN_NAMES[name]}")
@@ -345,7 +291,7 @@ class Checker:
 
     def check_keyword(self, node: ast.keyword) -> None:
         line = node.value.lineno
-        if _is_dunder(node.arg) or _is_private(node.arg):
+        if is_dunder(node.arg) or is_private(node.arg):
             self.add(line, "dunder", f"keyword '{shown(node.arg)}' is not allowed")
         elif node.arg == "out":
             self.add(line, "in-place", "'out=' writes into an existing tensor; use the returned value")
@@ -381,7 +327,7 @@ class Checker:
                 "assigning to attributes is not allowed (no monkeypatching torch or F)",
             )
             return
-        chain = _dotted(node)
+        chain = dotted(node)
         if chain is not None and chain[0] in self.modules:
             self.check_module_chain(self.modules[chain[0]], chain, line)
             return

@@ -26,6 +26,7 @@ import torch.fx as fx
 
 from sandbox.contract import Contract
 from sandbox.graph import GraphError, LossGraph, Node, Ref, TensorConstant, Variant
+from sandbox.graph_decode import decode_graph
 from sandbox.interpreter import GraphRuntimeError, GuardMismatch, run_variant
 from sandbox.namespace import CANDIDATE_FILENAME
 from sandbox.ops import ATTRIBUTES, DTYPE_NAMES, FUNCTION_NAMES, SIZE_ATTRIBUTES, SIZE_METHODS, TENSOR_METHODS
@@ -337,6 +338,6 @@ def trace_loss(function: Any, contract: Contract, rng: random.Random | None = No
         )
     graph = LossGraph(contract.name, many.roles, variants)
     try:
-        return LossGraph.from_json(graph.to_json())
+        return decode_graph(graph.to_json())
     except GraphError as exc:
         raise TraceRejected("graph", exc.reason, exc.line) from None

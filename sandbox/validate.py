@@ -17,7 +17,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from sandbox.executor import SandboxPool, ZygoteError
-from sandbox.graph import GraphError, LossGraph
+from sandbox.graph import GraphError
+from sandbox.graph_decode import decode_graph
 from sandbox.policy import check_policy, format_violations
 
 
@@ -79,7 +80,7 @@ def validate_source(
     graph = result.graph
     if graph is not None:
         try:
-            LossGraph.from_json(graph)  # the parent's own check of what the children sent back
+            decode_graph(graph)  # the parent's own check of what the children sent back
         except GraphError as exc:
             graph, result = None, replace(result, valid=False, stage="trace", error=f"invalid graph: {exc}")
     return ValidationResult(

@@ -17,6 +17,8 @@ from evaluators import alpaca_eval as alpaca_eval_evaluator
 from evaluators import mt_bench
 from evaluators.judge import ERROR_OUTPUT
 
+pytestmark = pytest.mark.slow  # a search, a CLI run or several trainings: minutes
+
 SECRET = "sk-test-not-to-be-written-anywhere"
 
 

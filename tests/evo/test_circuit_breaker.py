@@ -8,7 +8,9 @@ from evo.archive import Archive
 from evo.bandit import reward
 from evo.circuit_breaker import CircuitBreaker, CircuitOpen
 from evo.leaderboard import run_notes
-from tests.evo.conftest import launch
+from tests.builders import launch
+
+pytestmark = pytest.mark.slow  # a search, a CLI run or several trainings: minutes
 
 
 def test_a_series_of_one_infrastructure_error_opens_the_breaker():

@@ -6,9 +6,10 @@ import pytest
 from evo.config import FitnessConfig, load_config
 from evo.job import CandidateJob, run_job
 from evo.synthetic import write_synthetic_pairs
-from tests.evaluators.conftest import SHARED_DATA
-from tests.evo.conftest import launch
+from tests.builders import SHARED_DATA, launch
 from tests.evo.fake_llm import FakeLLM
+
+pytestmark = pytest.mark.slow  # a search, a CLI run or several trainings: minutes
 
 
 @pytest.fixture

@@ -24,9 +24,11 @@ from evo.loop import Search, build_proposers
 from evo.status import Status
 from evo.synthetic import write_synthetic_pairs
 from sandbox.executor import SandboxPool
-from tests.evo.conftest import launch
+from tests.builders import launch
 from tests.evo.fake_llm import FakeLLM
 from tests.evo.graphs import traced_graph, validated_graph
+
+pytestmark = pytest.mark.slow  # a search, a CLI run or several trainings: minutes
 
 SQUARED_HINGE = (
     "import torch\n"

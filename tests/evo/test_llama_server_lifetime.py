@@ -9,6 +9,8 @@ import time
 CODE = """
 import time
 from evo.llama_server import LlamaServer, embedded_server_config
+
+pytestmark = pytest.mark.slow  # a search, a CLI run or several trainings: minutes
 server = LlamaServer(embedded_server_config()).start()
 print(server._process.pid, flush=True)
 time.sleep(600)

@@ -2,9 +2,13 @@
 the symbolic proposer; an LLM-only run ends proposing cleanly (the candidate in flight finishes, the leaderboard
 prints, exit 0), and resuming it finishes at once with the same message and no new LLM call."""
 
+import pytest
+
 from evo.archive import Archive
-from tests.evo.conftest import launch
+from tests.builders import launch
 from tests.evo.fake_llm import FakeLLM
+
+pytestmark = pytest.mark.slow  # a search, a CLI run or several trainings: minutes
 
 # Each scripted reply costs 100 tokens in x $0.01/1k + 50 out x $0.02/1k = $0.002.
 PRICES = {"price_per_1k_input": 0.01, "price_per_1k_output": 0.02, "model": "fake", "timeout_s": 5.0}

@@ -22,6 +22,8 @@ import yaml
 from evo.archive import Archive
 from trainer.processes import free_port
 
+pytestmark = pytest.mark.slow  # a search, a CLI run or several trainings: minutes
+
 START_TIMEOUT_S = 180
 
 
@@ -38,12 +40,26 @@ def ray_cluster():
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     head = subprocess.Popen(
         [
-            sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
-            "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2", "--num-gpus=0",
-            "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp_dir}",
-            f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
+            sys.executable,
+            "-m",
+            "ray.scripts.scripts",
+            "start",
+            "--head",
+            "--block",
+            "--node-ip-address=127.0.0.1",
+            f"--port={port}",
+            "--num-cpus=2",
+            "--num-gpus=0",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+            f"--temp-dir={temp_dir}",
+            f"--ray-client-server-port={free_port()}",
+            f"--dashboard-agent-listen-port={free_port()}",
         ],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -68,12 +84,30 @@ def ray_cluster():
 def test_tiny_search_runs_on_an_existing_cluster(ray_cluster, tmp_path):
     env, logs = ray_cluster
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(yaml.safe_dump({"proposers": {"llm": False}}))  # symbolic proposer only: no llama server
+    recipe.write_text(
+        yaml.safe_dump({"proposers": {"llm": False}})
+    )  # symbolic proposer only: no llama server
     run_dir = tmp_path / "run"
     driver = subprocess.Popen(
-        [sys.executable, "-m", "evo.launch", "--preset", "tiny", "--generations", "1", "--population", "1",
-         "--config", str(recipe), "--run-dir", str(run_dir)],
-        env={**env, "WANDB_MODE": "offline"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "evo.launch",
+            "--preset",
+            "tiny",
+            "--generations",
+            "1",
+            "--population",
+            "1",
+            "--config",
+            str(recipe),
+            "--run-dir",
+            str(run_dir),
+        ],
+        env={**env, "WANDB_MODE": "offline"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     out, err = driver.communicate(timeout=600)
     assert driver.returncode == 0, err[-3000:]
@@ -84,11 +118,16 @@ def test_tiny_search_runs_on_an_existing_cluster(ray_cluster, tmp_path):
     archive = Archive(run_dir / "archive.sqlite")
     rows = archive.all()
     archive.close()
-    assert [(c.generation, c.proposer, c.status) for c in rows] == [(0, "baseline", "done"), (1, "symbolic", "done")]
+    assert [(c.generation, c.proposer, c.status) for c in rows] == [
+        (0, "baseline", "done"),
+        (1, "symbolic", "done"),
+    ]
     for candidate in rows:
         assert candidate.fitness is not None and candidate.n == 6
         assert candidate.metrics["steps"] == 6  # the tiny preset's max_steps: trained, not skipped
     for candidate in rows:  # trained by a worker process of this cluster (its log is in the session folder)
         pid = int((run_dir / "candidates" / str(candidate.id) / "worker.pid").read_text())
-        assert list(logs.glob(f"worker-*-{pid}.out")), f"candidate {candidate.id}: pid {pid} is no cluster worker"
+        assert list(logs.glob(f"worker-*-{pid}.out")), (
+            f"candidate {candidate.id}: pid {pid} is no cluster worker"
+        )
     assert "Discovered losses" in out

@@ -6,9 +6,13 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from evo.archive import Archive
 from evo.status import FINAL
-from tests.evo.conftest import launch
+from tests.builders import launch
+
+pytestmark = pytest.mark.slow  # a search, a CLI run or several trainings: minutes
 
 
 def _snapshot(path):
@@ -25,7 +29,9 @@ def test_sigkill_mid_generation_then_resume(tmp_path, recipe):
     env = {**os.environ, "WANDB_MODE": "offline"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "evo.launch", "--config", str(config), "--run-dir", str(run_dir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
     )
     archive_path = run_dir / "archive.sqlite"
     deadline = time.monotonic() + 900
@@ -59,7 +65,10 @@ def test_sigkill_mid_generation_then_resume(tmp_path, recipe):
     for cid, old in finished_before.items():  # finished work is never redone
         new = after[cid]
         assert (new.status, new.fitness, new.attempts, new.updated_at) == (
-            old.status, old.fitness, old.attempts, old.updated_at
+            old.status,
+            old.fitness,
+            old.attempts,
+            old.updated_at,
         )
     for cid, old in in_flight_before.items():  # interrupted work was rescheduled exactly once more
         assert after[cid].attempts == old.attempts + 1 and after[cid].status in ("done", "failed")

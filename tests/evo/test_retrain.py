@@ -248,6 +248,8 @@ import sys
 from pathlib import Path
 import trainer.deepspeed.launch as launch
 from trainer.config import TrainingConfig, TrainRun
+
+pytestmark = pytest.mark.slow  # a search, a CLI run or several trainings: minutes
 stand_in = "import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(600)"
 launch.launch_command = lambda config_file, job_file: [sys.executable, "-c", stand_in]
 launch.train_distributed(TrainingConfig(model="tiny"), TrainRun(data="x", output_dir={str(tmp_path / "model")!r}),

@@ -5,9 +5,13 @@ import json
 import uuid
 from pathlib import Path
 
+import pytest
+
 from evo.archive import Archive
-from tests.evo.conftest import launch
+from tests.builders import launch
 from tests.evo.fake_llm import FakeLLM
+
+pytestmark = pytest.mark.slow  # a search, a CLI run or several trainings: minutes
 
 
 def _reply(name: str, code: str) -> dict:
@@ -16,7 +20,9 @@ def _reply(name: str, code: str) -> dict:
 
 def test_bad_proposals_become_statuses_and_the_run_goes_on(tmp_path, recipe):
     marker = Path("/tmp") / f"pwned-{uuid.uuid4().hex}"
-    malicious = f"import os\ndef loss_fn(pc, pr, rc, rr, beta):\n    os.system('touch {marker}')\n    return -pc\n"
+    malicious = (
+        f"import os\ndef loss_fn(pc, pr, rc, rr, beta):\n    os.system('touch {marker}')\n    return -pc\n"
+    )
     still_malicious = (
         f"def loss_fn(pc, pr, rc, rr, beta):\n    open('{marker}', 'w').write('x')\n    return -(pc - pr)\n"
     )
@@ -36,7 +42,9 @@ def test_bad_proposals_become_statuses_and_the_run_goes_on(tmp_path, recipe):
     )
     script = [
         {"reply": "As an AI language model I would love to help, but first let me think about losses."},
-        {"reply": '{"thought": "a smooth hinge", "name": "cut_short", "code": "def loss_fn(policy_chosen_logps, pol'},
+        {
+            "reply": '{"thought": "a smooth hinge", "name": "cut_short", "code": "def loss_fn(policy_chosen_logps, pol'
+        },
         _reply("shell_loss", malicious),
         _reply("file_loss", still_malicious),  # the repair round's answer
         _reply("dpo_again", dpo_in_disguise),
@@ -47,7 +55,9 @@ def test_bad_proposals_become_statuses_and_the_run_goes_on(tmp_path, recipe):
     ]
     with FakeLLM(script) as server:
         config = recipe(
-            preset="tiny", generations=1, population=5,
+            preset="tiny",
+            generations=1,
+            population=5,
             proposers={"symbolic": False, "repair_rounds": 1},
             llm={"base_url": server.base_url, "model": "fake", "timeout_s": 2.0, "max_tries": 4},
         )
@@ -72,5 +82,7 @@ def test_bad_proposals_become_statuses_and_the_run_goes_on(tmp_path, recipe):
     assert trained.status == "done" and trained.fitness is not None and trained.stderr is not None
     faults = trained.metrics["llm_faults"]
     assert len(faults) == 3 and "InternalServerError" in faults[0] and "Timeout" in faults[1]
-    assert trained.llm_tokens_in == 100 and sum(r.llm_tokens_in for r in rows) == 600  # 6 replies were completions
+    assert (
+        trained.llm_tokens_in == 100 and sum(r.llm_tokens_in for r in rows) == 600
+    )  # 6 replies were completions
     assert "squared_hinge" in proc.stdout and "Discovered losses" in proc.stdout

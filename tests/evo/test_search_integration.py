@@ -1,15 +1,21 @@
 """The real thing on the tiny preset: 2 generations x 2 candidates with real Ray, the real sandbox, the real
 trainer and the real llama.cpp server serving the embedded GGUF as the proposer LLM."""
 
+import pytest
+
 from evo.archive import Archive
 from evo.status import FINAL
-from tests.evo.conftest import launch
+from tests.builders import launch
+
+pytestmark = pytest.mark.slow  # a search, a CLI run or several trainings: minutes
 
 
 def test_two_generations_with_the_embedded_llm(tmp_path):
     run_dir = tmp_path / "run"
-    proc = launch(["--preset", "tiny", "--generations", "2", "--population", "2", "--run-dir", str(run_dir)],
-                  timeout=1500)
+    proc = launch(
+        ["--preset", "tiny", "--generations", "2", "--population", "2", "--run-dir", str(run_dir)],
+        timeout=1500,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "proposer LLM: llama.cpp at http://127.0.0.1:" in proc.stdout
     assert "Discovered losses" in proc.stdout

@@ -10,8 +10,10 @@ import pytest
 from evo.archive import Archive
 from evo.config import load_config
 from evo.tracking import WandbTracker, train_key
-from tests.evo.conftest import launch
+from tests.builders import launch
 from tests.evo.test_tracking import local_runs
+
+pytestmark = pytest.mark.slow  # a search, a CLI run or several trainings: minutes
 
 KEY_SOURCES = ("WANDB_API_KEY", "WANDB_MODE", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_BASE_URL")
 

@@ -10,12 +10,14 @@ from transformers import AutoModelForSequenceClassification, LlamaConfig, LlamaF
 
 from evaluators.judge import JudgeConfig, parse_rating
 from evaluators.verifiable_prompts import make_prompt
-from tests.pipelines.helpers import read_jsonl, user, write_jsonl
+from tests.builders import read_jsonl, user, write_jsonl
 from trainer.data import DataFormatError, load_preference_dataset
 from trainer.models import load_tokenizer
 from trainer.pipelines import aepo
 from trainer.pipelines.aepo import AepoConfig, main, parse_example, run_aepo
 from trainer.pipelines.rewards import ResponseToScore, judge_reward, model_reward, verifiable_reward
+
+pytestmark = pytest.mark.slow  # a search, a CLI run or several trainings: minutes
 
 RESPONSES = [
     "the owl hunts at night and sleeps by day.",
@@ -136,7 +138,9 @@ def test_verifiable_reward_checks_family_params_or_a_rebuilt_id():
     reward = verifiable_reward(seed=0)
     prompt = make_prompt("include_word", "owl", 0)
     word = prompt.params["word"]
-    by_params = ResponseToScore({"family": "include_word", "params": {"word": word}}, user("x"), f"a {word} here")
+    by_params = ResponseToScore(
+        {"family": "include_word", "params": {"word": word}}, user("x"), f"a {word} here"
+    )
     by_id = ResponseToScore({"id": prompt.id}, user(prompt.text), "nothing")
     assert reward([by_params, by_id]) == [1.0, 0.0]
     with pytest.raises(ValueError, match="differs from the verifiable prompt"):
@@ -186,7 +190,9 @@ def test_judge_reward_parses_ratings_and_marks_failures_nan():
     client = SimpleNamespace(chat=SimpleNamespace(completions=SimpleNamespace(create=create)))
     judge = judge_reward(JudgeConfig(model="m", parallel=1), client=client)
     scores = judge([ResponseToScore({}, user("Owls?"), text) for text in RESPONSES[:3]])
-    assert scores[0] == 8.0 and math.isnan(scores[1]) and scores[2] == 2.5  # FastChat's parser: the first rating
+    assert (
+        scores[0] == 8.0 and math.isnan(scores[1]) and scores[2] == 2.5
+    )  # FastChat's parser: the first rating
     assert "[Request]\nOwls?" in seen[0] and RESPONSES[0] in seen[0]
     assert math.isnan(parse_rating("")) and parse_rating("[[10]]") == 10.0
 

@@ -8,11 +8,13 @@ from pathlib import Path
 import pytest
 
 from evaluators.verifiable_families import check
-from tests.pipelines.helpers import read_jsonl
+from tests.builders import read_jsonl
 from trainer.config import TrainingConfig
 from trainer.losses import loss_names
 from trainer.pipelines import baselines
 from trainer.pipelines.baselines import BASELINES, LOSS_BASELINES, MethodOptions, run_baseline
+
+pytestmark = pytest.mark.slow  # a search, a CLI run or several trainings: minutes
 
 FAST = TrainingConfig(model="tiny", max_steps=1, batch_size=4, max_length=96)
 FAST_OPTIONS = MethodOptions(max_new_tokens=8, sampling_batch_size=16)

@@ -3,8 +3,12 @@ plumbing: training through the baselines, verifiable scoring, paired deltas, res
 
 import json
 
+import pytest
+
 from evaluators.fitness import Fitness, paired_delta
 from trainer.pipelines import compare
+
+pytestmark = pytest.mark.slow  # a search, a CLI run or several trainings: minutes
 
 FAST_TRAIN = ["--max-steps", "1", "--batch-size", "4", "--max-length", "96"]
 

@@ -5,16 +5,14 @@ from dataclasses import replace
 
 import pytest
 
-from tests.pipelines.helpers import user
+from tests.builders import user
 from trainer.generation import SamplingConfig, choose_backend, sample_responses
 
 PROMPTS = [user("A much longer prompt about rivers, lakes, seas and the weather over them."), user("Hi")]
 
 
 def test_k_samples_per_prompt_reproducible_by_seed():
-    options = SamplingConfig(
-        num_samples=3, temperature=1.0, max_new_tokens=6, seed=1, backend="transformers"
-    )
+    options = SamplingConfig(num_samples=3, temperature=1.0, max_new_tokens=6, seed=1, backend="transformers")
     first = sample_responses("tiny", PROMPTS, options)
     assert [len(rows) for rows in first] == [3, 3] and all(isinstance(t, str) for rows in first for t in rows)
     assert sample_responses("tiny", PROMPTS, options) == first

@@ -8,6 +8,8 @@ from trainer.data import DataFormatError
 from trainer.pipelines import granular
 from trainer.pipelines.state import PipelineState
 
+pytestmark = pytest.mark.slow  # a search, a CLI run or several trainings: minutes
+
 FAST = ["--max-steps", "2", "--batch-size", "4", "--max-length", "96"]
 
 

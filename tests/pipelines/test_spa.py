@@ -4,10 +4,13 @@ import json
 
 import pytest
 
-from tests.pipelines.helpers import FAST_SAMPLING, FAST_TRAIN, read_jsonl
+from tests.builders import read_jsonl
+from tests.pipelines.helpers import FAST_SAMPLING, FAST_TRAIN
 from trainer.logprobs import completion_logps
 from trainer.models import load_policy
 from trainer.pipelines import spa
+
+pytestmark = pytest.mark.slow  # a search, a CLI run or several trainings: minutes
 
 
 def test_seed_then_two_iterations_and_a_rerun_redoes_nothing(tmp_path, seed_file, prompts_file, monkeypatch):

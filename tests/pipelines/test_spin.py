@@ -5,10 +5,13 @@ import json
 import pytest
 from safetensors.torch import load_file
 
-from tests.pipelines.helpers import FAST_SAMPLING, FAST_TRAIN, bot, read_jsonl, user, write_jsonl
+from tests.builders import bot, read_jsonl, user, write_jsonl
+from tests.pipelines.helpers import FAST_SAMPLING, FAST_TRAIN
 from trainer.data import DataFormatError, load_preference_dataset
 from trainer.pipelines import spin
 from trainer.pipelines.state import ConfigMismatchError
+
+pytestmark = pytest.mark.slow  # a search, a CLI run or several trainings: minutes
 
 
 def test_two_iterations_resume_after_an_interrupted_training(tmp_path, sft_file, monkeypatch):

@@ -10,9 +10,9 @@ from trainer.losses import get_loss_spec, loss_names
 
 
 @pytest.fixture(scope="module")
-def verdicts(pool):
+def verdicts(sandbox_pool):
     return {
-        name: validate_source(get_loss_spec(name).source, entry=name, pool=pool)
+        name: validate_source(get_loss_spec(name).source, entry=name, pool=sandbox_pool)
         for name in loss_names("sequence")
     }
 

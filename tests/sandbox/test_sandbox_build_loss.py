@@ -28,40 +28,43 @@ def _built(source: str, pool, entry: str = "loss_fn") -> GraphLoss:
     return build_loss(json.dumps(result.graph))
 
 
-def test_the_built_loss_is_a_graph_and_matches_the_reference(pool):
+def test_the_built_loss_is_a_graph_and_matches_the_reference(sandbox_pool):
     pc, pr, rc, rr = _inputs()
-    loss = _built(ALL_LOSSES["sigmoid"], pool)
+    loss = _built(ALL_LOSSES["sigmoid"], sandbox_pool)
     assert isinstance(loss, GraphLoss)
     torch.testing.assert_close(loss(pc, pr, rc, rr, 0.1), -F.logsigmoid(0.1 * ((pc - pr) - (rc - rr))))
 
 
-def test_lrml_matches_its_formula(pool):
+def test_lrml_matches_its_formula(sandbox_pool):
     pc, pr, rc, rr = _inputs()
     logits = 0.1 * ((pc - pr) - (rc - rr))
     mod = torch.sigmoid(logits / 0.05)
     expected = -F.logsigmoid(logits) * (1 - mod) + torch.exp(-logits) * mod
-    torch.testing.assert_close(_built(LRML, pool)(pc, pr, rc, rr, 0.1), expected)
+    torch.testing.assert_close(_built(LRML, sandbox_pool)(pc, pr, rc, rr, 0.1), expected)
 
 
-def test_no_graph_for_policy_violations(pool):
-    result = validate_source("import os\ndef loss_fn(a, b, c, d, beta):\n    return a - b\n", pool=pool)
+def test_no_graph_for_policy_violations(sandbox_pool):
+    result = validate_source(
+        "import os\ndef loss_fn(a, b, c, d, beta):\n    return a - b\n", pool=sandbox_pool
+    )
     assert (result.stage, result.graph) == ("policy", None) and "import" in result.error
-    result = validate_source(ALL_LOSSES["sigmoid"], entry="other", pool=pool)
+    result = validate_source(ALL_LOSSES["sigmoid"], entry="other", pool=sandbox_pool)
     assert (result.stage, result.graph) == ("policy", None)
 
 
-def test_no_graph_for_what_cannot_be_traced(pool):
+def test_no_graph_for_what_cannot_be_traced(sandbox_pool):
     source = "def loss_fn(a, b, c, d, beta):\n    if (a > b).all():\n        return a\n    return b\n"
-    result = validate_source(source, pool=pool)
+    result = validate_source(source, pool=sandbox_pool)
     assert (result.stage, result.graph) == ("trace", None)
     assert result.error.startswith("line 2: [control-flow]"), result.error
 
 
-def test_a_custom_entry_is_traced(pool):
+def test_a_custom_entry_is_traced(sandbox_pool):
     source = ALL_LOSSES["sigmoid"].replace("def loss_fn", "def dpo")
     pc, pr, rc, rr = _inputs()
     torch.testing.assert_close(
-        _built(source, pool, entry="dpo")(pc, pr, rc, rr, 0.1), -F.logsigmoid(0.1 * ((pc - pr) - (rc - rr)))
+        _built(source, sandbox_pool, entry="dpo")(pc, pr, rc, rr, 0.1),
+        -F.logsigmoid(0.1 * ((pc - pr) - (rc - rr))),
     )
 
 

@@ -41,11 +41,12 @@ def test_close_leaves_no_process_and_the_pool_starts_again_on_use():
     pool.close()
 
 
-def test_threads_share_one_pool(pool):
+def test_threads_share_one_pool(sandbox_pool):
     results = []
     names = ["sigmoid", "hinge", "ipo", "cell"]
     workers = [
-        threading.Thread(target=lambda n=n: results.append(pool.execute(ALL_LOSSES[n]))) for n in names
+        threading.Thread(target=lambda n=n: results.append(sandbox_pool.execute(ALL_LOSSES[n])))
+        for n in names
     ]
     for worker in workers:
         worker.start()
@@ -55,19 +56,21 @@ def test_threads_share_one_pool(pool):
     assert len({r.fingerprint for r in results}) == 4
 
 
-def test_isolation_report(pool):
-    assert set(pool.isolation) == set(PROPERTIES)
-    assert pool.execute(ALL_LOSSES["sigmoid"]).isolation_missing == pool.isolation_missing
+def test_isolation_report(sandbox_pool):
+    assert set(sandbox_pool.isolation) == set(PROPERTIES)
+    assert sandbox_pool.execute(ALL_LOSSES["sigmoid"]).isolation_missing == sandbox_pool.isolation_missing
 
 
-def test_a_trace_only_request_returns_the_graph_untested(pool):
-    result = pool.trace("def loss_fn(a, b, c, d, beta):\n    return beta * (a - b)\n")  # wrong direction
+def test_a_trace_only_request_returns_the_graph_untested(sandbox_pool):
+    result = sandbox_pool.trace(
+        "def loss_fn(a, b, c, d, beta):\n    return beta * (a - b)\n"
+    )  # wrong direction
     assert result.valid and result.graph is not None and result.fingerprint is None
 
 
-def test_printed_output_is_captured(pool):
+def test_printed_output_is_captured(sandbox_pool):
     source = ALL_LOSSES["sigmoid"] + "\nPRINTED = 1\n"
-    result = pool.run_unchecked(
+    result = sandbox_pool.run_unchecked(
         source.replace("import torch.nn.functional as F", "print('hello from the child')")
     )
     assert result.valid and "hello from the child" in result.output

@@ -178,20 +178,20 @@ def test_rounding_is_robust_to_float_noise():
     assert _fp(base) == _fp(noisy)
 
 
-def test_sandbox_fingerprints_match_in_process_ones(pool):
+def test_sandbox_fingerprints_match_in_process_ones(sandbox_pool):
     for name in ("sigmoid", "lrml", "aqfl"):
-        result = pool.execute(ALL_LOSSES[name])
+        result = sandbox_pool.execute(ALL_LOSSES[name])
         assert result.fingerprint == _fp(ALL_LOSSES[name])
         assert result.canonical_form == _form(ALL_LOSSES[name])
 
 
-def test_slow_canonical_form_is_abandoned_not_fatal(pool):
+def test_slow_canonical_form_is_abandoned_not_fatal(sandbox_pool):
     """sympy gets a time budget in the child: past it the candidate stays valid, without a canonical form."""
     slow = _src(
         "-F.logsigmoid(beta * x) + 1e-30 * (torch.sigmoid(pc) + torch.sigmoid(pr) + torch.sigmoid(rc)"
         " + torch.sigmoid(rr) + beta) ** 30"
     )
-    result = pool.execute(slow)
+    result = sandbox_pool.execute(slow)
     assert result.valid, result.error
     assert result.canonical_form is None
     assert result.fingerprint == _fp(_src("-F.logsigmoid(beta * x)"))  # the 1e-30 term is below the rounding

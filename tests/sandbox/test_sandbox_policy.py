@@ -146,7 +146,7 @@ def test_violation_text_names_line_rule_and_fix():
 
 
 @pytest.mark.parametrize("source", ACCEPTED.values(), ids=ACCEPTED.keys())
-def test_accepted_sources_also_run(pool, source):
+def test_accepted_sources_also_run(sandbox_pool, source):
     """What the policy lets through must work with the restricted globals and importer of the sandbox."""
-    result = pool.execute(source)
+    result = sandbox_pool.execute(source)
     assert result.valid, result.error

@@ -7,20 +7,20 @@ import sys
 
 import pytest
 
-from sandbox.graph import LossGraph
+from sandbox.graph_decode import decode_graph
 from sandbox.validate import ValidationResult, validate_source
 from tests.sandbox.discopop_losses import ALL_LOSSES
 
 
 @pytest.mark.parametrize("name", sorted(ALL_LOSSES))
-def test_reference_losses_are_valid(pool, name):
-    result = validate_source(ALL_LOSSES[name], pool=pool)
+def test_reference_losses_are_valid(sandbox_pool, name):
+    result = validate_source(ALL_LOSSES[name], pool=sandbox_pool)
     assert result.valid, result.error
     assert (result.stage, result.error) == (None, None)
     assert len(result.fingerprint) == 16
     assert result.seconds < 5
-    assert LossGraph.from_json(result.graph).contract == "sequence"
-    assert result.isolation_missing == pool.isolation_missing
+    assert decode_graph(result.graph).contract == "sequence"
+    assert result.isolation_missing == sandbox_pool.isolation_missing
 
 
 STAGES = {
@@ -45,8 +45,8 @@ STAGES = {
 
 
 @pytest.mark.parametrize(("source", "stage", "fragment"), STAGES.values(), ids=STAGES.keys())
-def test_failures_name_their_stage(pool, source, stage, fragment):
-    result = validate_source(source, pool=pool)
+def test_failures_name_their_stage(sandbox_pool, source, stage, fragment):
+    result = validate_source(source, pool=sandbox_pool)
     assert not result.valid
     assert result.stage == stage
     assert fragment in result.error
@@ -55,18 +55,18 @@ def test_failures_name_their_stage(pool, source, stage, fragment):
     assert (result.graph is not None) == traced
 
 
-def test_execution_errors_point_at_the_candidate_line(pool):
+def test_execution_errors_point_at_the_candidate_line(sandbox_pool):
     source = "def loss_fn(a, b, c, d, beta):\n    y = a.sum()\n    return torch.log(y) @ b\n"
-    result = validate_source(source, pool=pool)
+    result = validate_source(source, pool=sandbox_pool)
     assert result.stage == "execution"
     assert result.error.startswith("line 3: `operator.matmul` failed: RuntimeError")
     assert result.error.endswith("on the 'random' inputs")
 
 
-def test_custom_entry_for_registry_functions(pool):
+def test_custom_entry_for_registry_functions(sandbox_pool):
     source = ALL_LOSSES["hinge"].replace("def loss_fn", "def hinge")
-    assert validate_source(source, entry="hinge", pool=pool).valid
-    assert validate_source(source, pool=pool).stage == "policy"
+    assert validate_source(source, entry="hinge", pool=sandbox_pool).valid
+    assert validate_source(source, pool=sandbox_pool).stage == "policy"
 
 
 def test_without_a_pool_a_temporary_one_is_used():
@@ -114,7 +114,7 @@ def test_cli_exit_codes_and_json(tmp_path):
     }
     assert set(payload) == keys
     assert payload["valid"] is True and payload["stage"] is None and len(payload["fingerprint"]) == 16
-    assert LossGraph.from_json(payload["graph"]).variants
+    assert decode_graph(payload["graph"]).variants
 
     bad = _cli(str(invalid), "--json")
     assert bad.returncode == 1

@@ -6,7 +6,7 @@ import pytest
 import torch
 from datasets import Dataset
 
-from tests.trainer.conftest import preference_rows
+from tests.builders import preference_rows
 from trainer.config import TrainingConfig, TrainRun
 from trainer.data import normalize_rows
 from trainer.losses import discovered_loss_spec, get_loss_spec

@@ -12,12 +12,14 @@ import torch
 from datasets import Dataset
 from trl import DPOConfig, DPOTrainer
 
-from tests.trainer.conftest import preference_rows
+from tests.builders import preference_rows
 from trainer.config import TrainingConfig, TrainRun
 from trainer.data import normalize_rows
 from trainer.losses import get_loss_spec, loss_names
 from trainer.models import load_policy
 from trainer.trainer import PreferenceConfig, PreferenceTrainer
+
+pytestmark = pytest.mark.slow  # a search, a CLI run or several trainings: minutes
 
 STEPS = 3
 # registry name -> (TRL loss_type, TRL loss_weights)
