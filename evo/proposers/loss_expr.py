@@ -10,9 +10,8 @@ raw log-prob inputs, over sympy arithmetic and the numerically safe functions be
   ``Softplus(u)``, ``1 / (1 + exp(u))`` becomes ``Sigmoid(-u)``, ``Max(0, u)`` becomes ``Relu(u)``, ``exp`` and
   ``log`` get bounded arguments) so that the printed code stays finite on large margins.
 
-``to_code`` prints an expression as a loss function (precedence-aware, few parentheses). With ``grammar=True``
-it refuses anything outside the expression language of ``evo.proposers.grammar`` (so that few-shot examples
-shown to a grammar-constrained LLM are sentences of that grammar)."""
+``to_code`` prints an expression as a loss function (precedence-aware, few parentheses);
+``evo.proposers.grammar.sentence`` prints the subset that the LLM's grammar can say."""
 
 from __future__ import annotations
 
@@ -201,23 +200,7 @@ def _number_text(value: sp.Expr) -> str:
     return f"{as_float:.6g}"
 
 
-def _grammar_divisor(factor: sp.Expr) -> bool:
-    """What the grammar divides by: a positive number, beta, or a small power of beta."""
-    if factor == BETA or (factor.is_Number and factor.is_positive):
-        return True
-    return (
-        isinstance(factor, sp.Pow) and factor.base == BETA and factor.exp.is_Integer and 2 <= factor.exp <= 4
-    )
-
-
 class _Printer:
-    def __init__(self, grammar: bool) -> None:
-        self.grammar = grammar
-
-    def refuse(self, what: str) -> None:
-        if self.grammar:
-            raise Untranslatable(f"{what} is outside the grammar's language")
-
     def wrap(self, expr: sp.Expr, at_least: int) -> str:
         text, precedence = self.print(expr)
         return text if precedence >= at_least else f"({text})"
@@ -267,8 +250,6 @@ class _Printer:
         denominator = [1 / f for f in factors if f not in numerator]
         text = " * ".join(self.wrap(f, POW) for f in numerator) or "1"
         for factor in denominator:
-            if self.grammar and not _grammar_divisor(factor):
-                self.refuse("division by an expression")
             text += " / " + self.wrap(factor, ATOM)
         return text
 
@@ -278,14 +259,11 @@ class _Printer:
             return self.product_body((expr,)), MUL
         if exponent == sp.S.Half:
             return self.sqrt(base), ATOM
-        if self.grammar and not (exponent.is_Integer and 1 <= exponent <= 4):
-            self.refuse("a power other than 1..4")
         if not exponent.is_Integer and is_tensor(base):
             return f"torch.clamp({self.print(base)[0]}, min={SQRT_FLOOR}) ** {self.wrap(exponent, ATOM)}", POW
         return f"{self.wrap(base, ATOM)} ** {self.wrap(exponent, ATOM)}", POW
 
     def sqrt(self, base: sp.Expr) -> str:
-        self.refuse("sqrt")
         inner = self.print(base)[0]
         return (
             f"torch.sqrt(torch.clamp({inner}, min={SQRT_FLOOR}))"
@@ -296,7 +274,6 @@ class _Printer:
     def call(self, expr: sp.Function) -> str:
         args = expr.args
         if not is_tensor(expr):
-            self.refuse("a function of beta alone")
             if type(expr) in _SCALAR_CALLS and len(args) == 1:
                 return f"{_SCALAR_CALLS[type(expr)]}({self.print(args[0])[0]})"
             raise Untranslatable(f"{type(expr).__name__} of a scalar")
@@ -307,7 +284,6 @@ class _Printer:
         if isinstance(expr, SafeLog):
             return f"torch.log(torch.clamp({self.print(args[0])[0]}, min={LOG_FLOOR}))"
         if type(expr) in _MORE_CALLS:
-            self.refuse(type(expr).__name__)
             return f"{_MORE_CALLS[type(expr)]}({self.print(args[0])[0]})"
         raise Untranslatable(f"cannot print {type(expr).__name__} as torch")
 
@@ -319,17 +295,13 @@ class _Printer:
         scalars = [a for a in expr.args if not is_tensor(a)]
         text = self.print(tensors[0])[0]
         for other in tensors[1:]:
-            self.refuse("maximum/minimum of two tensors")
             text = f"torch.{'maximum' if bound == 'min' else 'minimum'}({text}, {self.print(other)[0]})"
         if scalars:
-            if self.grammar and not (len(scalars) == 1 and scalars[0].is_Number):
-                self.refuse("a clamp bound that is not a number")
             limit = scalars[0] if len(scalars) == 1 else expr.func(*scalars)
             text = f"torch.clamp({text}, {bound}={self.print(limit)[0]})"
         return text
 
     def piecewise(self, expr: sp.Piecewise) -> str:
-        self.refuse("a piecewise expression")
         *cases, (last, condition) = expr.args
         if condition != sp.true:
             raise Untranslatable("a piecewise expression without a default")
@@ -348,16 +320,16 @@ class _Printer:
         return f"{self.wrap(left, ADD)} {_COMPARISONS[type(case)]} {self.wrap(right, ADD)}"
 
 
-def to_torch(expr: sp.Expr, grammar: bool = False) -> str:
+def to_torch(expr: sp.Expr) -> str:
     """Python source (torch / F / math) for an expression over ``z``, ``beta`` and the inputs."""
-    return _Printer(grammar).print(expr)[0]
+    return _Printer().print(expr)[0]
 
 
-def to_code(expr: sp.Expr, grammar: bool = False) -> str:
-    """The loss function for an expression; raises ``Untranslatable`` where it has no (grammar) form."""
+def to_code(expr: sp.Expr) -> str:
+    """The loss function for an expression; raises ``Untranslatable`` where it has no torch form."""
     if not is_tensor(expr):
         raise Untranslatable("the loss does not depend on the inputs")
-    return HEADER + f"    return {to_torch(expr, grammar)}\n"
+    return HEADER + f"    return {to_torch(expr)}\n"
 
 
 def describe(expr: sp.Expr) -> str:
