@@ -11,18 +11,18 @@ import json
 import re
 
 from evo.archive import Archive
-from evo.proposers.grammar import sentence
+from evo.proposers.grammar import THOUGHT_CHARS, sentence
 from evo.proposers.loss_expr import Untranslatable, describe
 from evo.proposers.parents import Parent, ParentTranslator, breeding_pool
 
 EXAMPLE_REQUEST = "Propose a loss function."
-_NOT_IN_THOUGHT = re.compile(r"[^A-Za-z0-9 ,.;:()+*/=<>_'-]")
+_NOT_IN_THOUGHT = re.compile("[^" + THOUGHT_CHARS[1:])
 _NOT_IN_NAME = re.compile(r"[^a-z0-9_]+")
 
 
 def _name(parent: Parent) -> str:
     name = _NOT_IN_NAME.sub("_", parent.name.lower()).strip("_")[:40]
-    return name if len(name) >= 3 else f"loss_{parent.id}"
+    return name if len(name) >= 3 and name[0].isalpha() else f"loss_{parent.id}"
 
 
 def _thought(parent: Parent) -> str:

@@ -163,7 +163,9 @@ class _Sentence:
 
     def scalar(self, expr: sp.Expr) -> str:
         """A positive scalar term: numbers and powers of beta."""
-        if expr.free_symbols - {BETA} or isinstance(expr, sp.Add):
+        if expr.free_symbols - {BETA}:
+            raise Untranslatable("a term of inputs other than the margin (the grammar's only tensor)")
+        if isinstance(expr, sp.Add):
             raise Untranslatable("a scalar the grammar cannot say")
         coefficient, factors = expr.as_coeff_mul()
         multipliers, divisors = _scalar_parts(list(factors))

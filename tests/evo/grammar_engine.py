@@ -20,6 +20,9 @@ class GrammarEngine:
         self.vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
         self.eos = self.llm.token_eos()
 
+    def close(self) -> None:
+        self.llm.close()
+
     def parses(self, grammar: str) -> bool:
         sampler = llama_cpp.llama_sampler_init_grammar(self.vocab, grammar.encode(), b"root")
         if not sampler:
