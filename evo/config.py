@@ -18,10 +18,18 @@ import yaml
 
 from trainer.config import TrainingConfig
 
+CONSTRAIN_MODES = ("auto", "grammar", "json_schema", "none")
+
 
 @dataclass(frozen=True)
 class LLMConfig:
-    """The LLM proposer. ``base_url: null`` starts llama.cpp's server on loopback with the embedded GGUF."""
+    """The LLM proposer. ``base_url: null`` starts llama.cpp's server on loopback with the embedded GGUF.
+
+    ``constrain_mode`` is how replies are held to the ``{thought, name, code}`` envelope: ``grammar`` (a GBNF grammar
+    that also limits the code to a safe expression language: llama.cpp servers), ``json_schema`` (the OpenAI
+    ``response_format``: the envelope only), ``none`` (the prompt alone), or ``auto`` (grammar for the embedded
+    server, none for an endpoint given by ``base_url``). ``few_shot`` archived losses are shown as example
+    replies."""
 
     base_url: str | None = None
     model: str = "smollm2-135m-instruct"
@@ -33,6 +41,21 @@ class LLMConfig:
     price_per_1k_input: float = 0.0
     price_per_1k_output: float = 0.0
     max_cost_usd: float | None = None
+    constrain_mode: str = "auto"
+    few_shot: int = 2
+
+    def __post_init__(self) -> None:
+        if self.constrain_mode not in CONSTRAIN_MODES:
+            raise ValueError(
+                f"llm.constrain_mode must be one of {', '.join(CONSTRAIN_MODES)}, got {self.constrain_mode!r}"
+            )
+
+    @property
+    def resolved_constrain_mode(self) -> str:
+        """The mode in force: ``auto`` resolved by whether the endpoint is the embedded llama.cpp server."""
+        if self.constrain_mode != "auto":
+            return self.constrain_mode
+        return "grammar" if self.base_url is None else "none"
 
 
 @dataclass(frozen=True)

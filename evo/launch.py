@@ -33,6 +33,7 @@ from evo.config import SearchConfig, load_config, save_config
 from evo.job import preflight
 from evo.leaderboard import leaderboard, render, run_notes
 from evo.loop import Search, build_proposers, init_ray
+from evo.proposal_shares import proposal_shares
 
 log = logging.getLogger("evo")
 
@@ -107,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
 
     archive = Archive(run_dir / "archive.sqlite")
     rows, counts = leaderboard(archive)
-    render(rows, counts, archive.llm_spend(), console, run_notes(archive), archive.isolation_missing())
+    shares = proposal_shares(archive.all())
+    render(rows, counts, archive.llm_spend(), console, run_notes(archive), archive.isolation_missing(), shares)
     archive.close()
     if stopped:
         console.print(f"fix the cause, then continue with  python -m evo.launch --resume {run_dir}")

@@ -3,7 +3,8 @@
     python -m evo.leaderboard RUN_DIR [--json] [--top N] [--html report.html]
 
 Rank, name, fitness +- stderr, the paired difference to the DPO baseline (per-item differences on the same
-held-out items, with their standard error), generation, proposer; then a status summary, a warning when the run's
+held-out items, with their standard error), generation, proposer; then a status summary with each proposer's
+shares of proposals parsed, passing the sandbox and novel (``evo.proposal_shares``), a warning when the run's
 sandbox lacked isolation properties (``Archive.isolation_missing``), and what stopped a proposer or the run early
 (a spent LLM budget, a server that could not serve, the circuit breaker)."""
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from evo.archive import Archive
+from evo.proposal_shares import ProposalShares, proposal_shares, shares_lines
 from evo.ranking import Row, leaderboard
 
 
@@ -47,6 +49,7 @@ def render(
     console: Console,
     notes: Sequence[str] = (),
     isolation_missing: tuple[str, ...] | None = None,
+    shares: Mapping[str, ProposalShares] | None = None,
 ) -> None:
     table = Table(title="Discovered losses")
     for column in ("rank", "name", "fitness", "delta vs DPO", "gen", "proposer"):
@@ -62,6 +65,8 @@ def render(
     console.print(table)
     summary = ", ".join(f"{status}: {n}" for status, n in sorted(counts.items()))
     console.print(f"status: {summary or 'no candidates'}")
+    for line in shares_lines(shares or {}):
+        console.print(f"  {line}")
     warning = isolation_line(isolation_missing)
     if warning:
         console.print(warning, style="bold red", markup=False)
@@ -85,12 +90,14 @@ def main(argv: list[str] | None = None) -> int:
     rows, counts = leaderboard(archive, args.top)
     spend = archive.llm_spend()
     missing = archive.isolation_missing()
+    shares = proposal_shares(archive.all())
     if args.json:
         print(json.dumps({"rows": [asdict(r) for r in rows], "status_counts": counts, "llm": spend,
+                          "proposal_shares": {p: asdict(s) for p, s in shares.items()},
                           "notes": run_notes(archive),
                           "sandbox_isolation_missing": None if missing is None else list(missing)}, indent=2))
     else:
-        render(rows, counts, spend, Console(), run_notes(archive), missing)
+        render(rows, counts, spend, Console(), run_notes(archive), missing, shares)
     if args.html:
         from evo.report import write_report  # matplotlib: loaded only when a report is asked for
 

@@ -1,13 +1,16 @@
-"""Proposals by sympy-level mutation and crossover over loss primitives.
+"""Proposals by sympy-level mutation and crossover of archived losses.
 
-Losses are sympy expressions in ``z = beta * x`` (``x`` the DPO log-ratio margin) built from the primitives that
-the discovered losses of the literature come from: logistic ``softplus(-z)``, hinge ``relu(1 - z)``, exponential
-``exp(-z)``, squared ``(z - 1)^2``, the sigmoid ``sigmoid(-z)``; combined by fixed mixtures
-``a f + (1 - a) g`` and sigmoid gates ``s(z / tau) f + (1 - s(z / tau)) g`` (DiscoPOP's LRML is one of these).
+Losses are sympy expressions in ``z = beta * x`` (``x`` the DPO log-ratio margin; see
+``evo.proposers.loss_expr``) built from the primitives that the discovered losses of the literature come from:
+logistic ``softplus(-z)``, hinge ``relu(1 - z)``, exponential ``exp(-z)``, squared ``(z - 1)^2``, the sigmoid
+``sigmoid(-z)``; combined by fixed mixtures ``a f + (1 - a) g`` and sigmoid gates
+``s(z / tau) f + (1 - s(z / tau)) g`` (DiscoPOP's LRML is one of these).
 
-Mutation perturbs a constant, swaps a primitive, rescales a primitive's temperature or adds a gate; crossover
-gates or mixes two parents from the archive (tournament on fitness). The expression is stored in the archive
-(``srepr``) so later generations can breed from it; the code printer emits numerically safe torch."""
+Parents are every archived sequence-level loss that translates to sympy, whoever proposed it
+(``evo.proposers.parents``: DPO and the other baselines, LLM proposals, the proposer's own), picked by a
+fitness tournament that keeps diversity. Mutation perturbs a constant, swaps a primitive, rescales a primitive's
+temperature or adds a gate; crossover gates or mixes two parents (an LLM loss with a symbolic one, say). The
+child's expression is stored in the archive (``srepr``) and its code printed as numerically safe torch."""
 
 from __future__ import annotations
 
@@ -16,28 +19,24 @@ import random
 
 import sympy as sp
 
-from evo.archive import Archive, Candidate
+from evo.archive import Archive
 from evo.proposers.base import Proposal, Unparseable
-from evo.status import Status
+from evo.proposers.loss_expr import (
+    FUNCTIONS,
+    Relu,
+    SafeExp,
+    Sigmoid,
+    Softplus,
+    Untranslatable,
+    describe,
+    from_srepr,
+    number,
+    to_code,
+    z,
+)
+from evo.proposers.parents import Parent, ParentTranslator, breeding_pool, pick
 
-z = sp.Symbol("z", real=True)
-
-
-class Softplus(sp.Function):
-    """log(1 + exp(u)), printed as ``F.softplus``."""
-
-
-class Relu(sp.Function):
-    """max(0, u), printed as ``torch.relu``."""
-
-
-class SafeExp(sp.Function):
-    """exp(u), printed with its argument clamped so that large margins stay finite."""
-
-
-class Sigmoid(sp.Function):
-    """1 / (1 + exp(-u)), printed as ``torch.sigmoid``."""
-
+__all__ = ["PRIMITIVES", "FUNCTIONS", "SymbolicProposer", "from_srepr", "gated", "mixed", "to_code", "z"]
 
 PRIMITIVES = {
     "logistic": lambda u: Softplus(-u),
@@ -46,77 +45,32 @@ PRIMITIVES = {
     "squared": lambda u: (u - 1) ** 2,
     "sigmoid": lambda u: Sigmoid(-u),
 }
-_FUNCTIONS = {"Softplus": Softplus, "Relu": Relu, "SafeExp": SafeExp, "Sigmoid": Sigmoid}
-HEADER = (
-    "def loss_fn(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, beta):\n"
-    "    logits = (policy_chosen_logps - policy_rejected_logps) - (reference_chosen_logps - reference_rejected_logps)\n"
-    "    z = beta * logits\n"
-)
-
-
-def _num(value: float) -> sp.Float:
-    return sp.Float(float(f"{value:.3g}"))
+# A child whose code cannot be printed (a parent's piece with no torch form) is bred again, at most this often.
+MAX_BREEDING_TRIES = 8
 
 
 def gated(f: sp.Expr, g: sp.Expr, tau: float) -> sp.Expr:
-    gate = Sigmoid(z / _num(tau))
+    gate = Sigmoid(z / number(tau))
     return gate * f + (1 - gate) * g
 
 
 def mixed(f: sp.Expr, g: sp.Expr, weight: float) -> sp.Expr:
-    return _num(weight) * f + _num(1 - weight) * g
-
-
-def to_torch(expr: sp.Expr) -> str:
-    """Python source (torch / F) for an expression over ``z``."""
-    if isinstance(expr, sp.Symbol):
-        return expr.name
-    if expr.is_Number:
-        return repr(float(expr))
-    if isinstance(expr, sp.Add):
-        return "(" + " + ".join(to_torch(a) for a in expr.args) + ")"
-    if isinstance(expr, sp.Mul):
-        return "(" + " * ".join(to_torch(a) for a in expr.args) + ")"
-    if isinstance(expr, sp.Pow):
-        base, exponent = expr.args
-        if exponent == -1:
-            return f"(1.0 / {to_torch(base)})"
-        return f"({to_torch(base)} ** {to_torch(exponent)})"
-    if isinstance(expr, Softplus):
-        return f"F.softplus({to_torch(expr.args[0])})"
-    if isinstance(expr, Relu):
-        return f"torch.relu({to_torch(expr.args[0])})"
-    if isinstance(expr, SafeExp):
-        return f"torch.exp(torch.clamp({to_torch(expr.args[0])}, max=30.0))"
-    if isinstance(expr, Sigmoid):
-        return f"torch.sigmoid({to_torch(expr.args[0])})"
-    raise ValueError(f"cannot print {type(expr).__name__} as torch")
-
-
-def to_code(expr: sp.Expr) -> str:
-    return HEADER + f"    return {to_torch(expr)}\n"
-
-
-def from_srepr(text: str) -> sp.Expr:
-    """Inverse of ``sp.srepr`` for expressions built here (the archive's ``expression`` column)."""
-    return sp.sympify(text, locals=dict(_FUNCTIONS))
-
-
-def describe(expr: sp.Expr) -> str:
-    return str(expr).replace("Softplus", "softplus").replace("Relu", "relu").replace("SafeExp", "exp")[:300]
+    return number(weight) * f + number(1 - weight) * g
 
 
 class SymbolicProposer:
     name = "symbolic"
 
-    def __init__(self, seed: int = 0, tournament: int = 3) -> None:
+    def __init__(self, seed: int = 0, tournament: int = 3, crossover_rate: float = 0.4) -> None:
         self._random = random.Random(seed)
         self.tournament = tournament
+        self.crossover_rate = crossover_rate
+        self._translate = ParentTranslator()
 
     # ---- breeding -----------------------------------------------------------------------------------------------
     def _primitive(self) -> sp.Expr:
         family = self._random.choice(sorted(PRIMITIVES))
-        temperature = _num(math.exp(self._random.uniform(-0.7, 0.7)))
+        temperature = number(math.exp(self._random.uniform(-0.7, 0.7)))
         return PRIMITIVES[family](z * temperature)
 
     def _constants(self, expr: sp.Expr) -> list[sp.Float]:
@@ -131,7 +85,7 @@ class SymbolicProposer:
         constants = self._constants(expr)
         if choice < 0.35 and constants:
             old = self._random.choice(constants)
-            new = _num(float(old) * math.exp(self._random.gauss(0, 0.4)))
+            new = number(float(old) * math.exp(self._random.gauss(0, 0.4)))
             return expr.xreplace({old: new}), f"perturbed the constant {old} to {new}"
         nodes = self._primitive_nodes(expr)
         if choice < 0.7 and nodes:
@@ -147,30 +101,37 @@ class SymbolicProposer:
         weight = self._random.uniform(0.2, 0.8)
         return mixed(a, b, weight), f"a {weight:.2f}/{1 - weight:.2f} mixture of both parents"
 
-    def _parents(self, archive: Archive) -> list[Candidate]:
-        return [c for c in archive.by_status(Status.DONE) if c.expression and c.fitness is not None]
-
-    def _pick(self, pool: list[Candidate]) -> Candidate:
-        entrants = self._random.sample(pool, min(self.tournament, len(pool)))
-        return max(entrants, key=lambda c: c.fitness)
-
-    def propose(self, archive: Archive, generation: int) -> Proposal | Unparseable:
-        pool = self._parents(archive)
+    def _breed(self, pool: list[Parent]) -> tuple[sp.Expr, str, tuple[int, ...]]:
         if not pool:
             first, second = self._primitive(), self._primitive()
-            expr, how = mixed(first, second, self._random.uniform(0.3, 0.7)), "a mixture of two primitives"
-            parents: tuple[int, ...] = ()
-        elif len(pool) >= 2 and self._random.random() < 0.4:
-            a, b = self._pick(pool), self._pick(pool)
-            expr, how = self.crossover(from_srepr(a.expression), from_srepr(b.expression))
-            parents = (a.id, b.id)
+            return mixed(first, second, self._random.uniform(0.3, 0.7)), "a mixture of two primitives", ()
+        if len(pool) >= 2 and self._random.random() < self.crossover_rate:
+            a = pick(pool, self._random, self.tournament)
+            b = pick(pool, self._random, self.tournament, exclude=a)
+            expr, how = self.crossover(a.expr, b.expr)
+            return expr, f"{how} ({a.name} x {b.name})", (a.id, b.id)
+        parent = pick(pool, self._random, self.tournament)
+        expr, how = self.mutate(parent.expr)
+        return expr, f"{how} (of {parent.name})", (parent.id,)
+
+    def propose(self, archive: Archive, generation: int) -> Proposal | Unparseable:
+        pool = breeding_pool(archive, self._translate)
+        for _ in range(MAX_BREEDING_TRIES):
+            expr, how, parents = self._breed(pool)
+            try:
+                code = to_code(expr)
+            except Untranslatable:
+                continue
+            break
         else:
-            parent = self._pick(pool)
-            expr, how = self.mutate(from_srepr(parent.expression))
-            parents = (parent.id,)
+            expr, how, parents = self._breed([])
+            code = to_code(expr)
         name = f"sym_g{generation}_{self._random.randrange(16**4):04x}"
         return Proposal(
-            name=name, code=to_code(expr), thought=f"{how}: {describe(expr)}", parent_ids=parents,
+            name=name,
+            code=code,
+            thought=f"{how}: {describe(expr)}",
+            parent_ids=parents,
             expression=sp.srepr(expr),
         )
 

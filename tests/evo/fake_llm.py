@@ -8,7 +8,8 @@ Each request to ``/v1/chat/completions`` takes the next step of the script:
 - ``{"truncated": True}``          a 200 whose JSON body is cut off mid-way
 - ``{"empty": True}``              a 200 with an empty body
 
-When the script runs out, ``default`` is served. Every request's messages are kept in ``requests``."""
+When the script runs out, ``default`` is served. Every request's messages are kept in ``requests``, its whole
+JSON body in ``bodies``."""
 
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ def completion(content: str) -> dict:
         "object": "chat.completion",
         "created": int(time.time()),
         "model": "fake",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+        ],
         "usage": {"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150},
     }
 
@@ -34,6 +37,7 @@ class FakeLLM:
         self.script = list(script)
         self.default = default or {"reply": "I have no idea."}
         self.requests: list[list[dict]] = []
+        self.bodies: list[dict] = []
         self._lock = threading.Lock()
         fake = self
 
@@ -42,17 +46,22 @@ class FakeLLM:
                 pass
 
             def do_GET(self) -> None:
-                self._send(200, json.dumps({"object": "list", "data": [{"id": "fake", "object": "model"}]}).encode())
+                self._send(
+                    200, json.dumps({"object": "list", "data": [{"id": "fake", "object": "model"}]}).encode()
+                )
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 with fake._lock:
                     fake.requests.append(body.get("messages", []))
+                    fake.bodies.append(body)
                     step = fake.script.pop(0) if fake.script else fake.default
                 if "delay" in step:
                     time.sleep(step["delay"])
                 if "status" in step:
-                    self._send(step["status"], json.dumps({"error": {"message": "scripted failure"}}).encode())
+                    self._send(
+                        step["status"], json.dumps({"error": {"message": "scripted failure"}}).encode()
+                    )
                 elif step.get("truncated"):
                     self._send(200, json.dumps(completion("partial answer"))[:40].encode())
                 elif step.get("empty"):
