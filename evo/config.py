@@ -130,7 +130,8 @@ PRESETS: dict[str, dict[str, Any]] = {
             "max_length": 96,
         },
         "data": {"source": "synthetic", "synthetic_pairs": 24},
-        "fitness": {"kind": "proxy"},
+        # soft accuracy: every tiny loss ranks all 6 held-out pairs right, so plain accuracy cannot separate them
+        "fitness": {"kind": "proxy", "proxy": {"metric": "soft_accuracy"}},
         "proposers": {"repair_rounds": 1},
         "llm": {"max_tokens": 400},
         "resources": {"num_cpus": 1.0},
