@@ -32,7 +32,6 @@ from trainer.generation import load_model
 from trainer.logprobs import completion_logps
 from trainer.models import EMBEDDED
 
-
 METRICS = ("accuracy", "soft_accuracy")
 
 
