@@ -59,7 +59,9 @@ def test_pairing_uses_the_items_every_run_scored_and_needs_matching_seeds():
 
 def test_one_sided_p_value_edges():
     assert one_sided_p(0.1, 0.1, 1000) == pytest.approx(0.1587, abs=1e-3)  # about the normal tail at z = 1
-    assert one_sided_p(-0.1, 0.1, 1000) == pytest.approx(0.8413, abs=1e-3)  # one-sided: a loss is not evidence
+    assert one_sided_p(-0.1, 0.1, 1000) == pytest.approx(
+        0.8413, abs=1e-3
+    )  # one-sided: a loss is not evidence
     assert one_sided_p(0.1, 0.0, 5) == 0.0 and one_sided_p(0.0, 0.0, 5) == 1.0
     assert one_sided_p(0.1, 0.05, 0) == 1.0  # a single item: no evidence
 
