@@ -2,7 +2,9 @@
 
 For each pair, with summed completion log-probs of the policy (pc, pr) and of the reference model (rc, rr):
 reward margin = beta * ((pc - rc) - (pr - rr)). Score = preference accuracy (share of pairs with a positive
-margin) with its binomial standard error; details carry the mean reward margin and the drift of the chosen
+margin) with its binomial standard error, or with ``metric: soft_accuracy`` the mean of sigmoid(margin) (the
+probability the policy's implicit reward model gives the chosen answer) with its standard error: a continuous
+score that still separates losses when every pair is already ranked right (the tiny preset). Details carry the mean reward margin and the drift of the chosen
 (and rejected) log-probs from the reference, whose fall signals likelihood displacement. Log-probs come from
 `trainer.logprobs` (tokenized as TRL's DPO trainer does); the reference's are computed once per (reference, data
 file, settings) in a process and reused.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +32,8 @@ from trainer.generation import load_model
 from trainer.logprobs import completion_logps
 from trainer.models import EMBEDDED
 
+METRICS = ("accuracy", "soft_accuracy")
+
 
 @dataclass(frozen=True)
 class ProxySpec:
@@ -40,6 +45,11 @@ class ProxySpec:
     batch_size: int = 8
     max_pairs: int | None = None
     max_length: int = 512  # prompt + completion tokens; longer sequences keep their first tokens
+    metric: str = "accuracy"  # accuracy (share of positive margins) | soft_accuracy (mean sigmoid(margin))
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            raise ValueError(f"proxy metric {self.metric!r}: expected one of {', '.join(METRICS)}")
 
 
 def _pair_logps(
@@ -67,18 +77,26 @@ def reference_logps(spec: ProxySpec, data_mtime_ns: int) -> torch.Tensor:
     return _pair_logps(model, tokenizer, load_pairs(spec), spec)
 
 
-def proxy_fitness(policy: torch.Tensor, reference: torch.Tensor, beta: float) -> Fitness:
-    """Preference accuracy, reward margins and log-prob drift from (n, 2) policy and reference log-probs."""
+def proxy_fitness(
+    policy: torch.Tensor, reference: torch.Tensor, beta: float, metric: str = "accuracy"
+) -> Fitness:
+    """Preference accuracy (or its soft version), reward margins and log-prob drift from (n, 2) policy and
+    reference log-probs."""
     ratios = policy - reference
     margins = (beta * (ratios[:, 0] - ratios[:, 1])).tolist()
-    accuracy, stderr = proportion_stderr(sum(m > 0 for m in margins), len(margins))
+    if metric == "soft_accuracy":
+        items = [1.0 / (1.0 + math.exp(-m)) for m in margins]
+        accuracy, stderr = mean_stderr(items)
+    else:
+        items = [float(m > 0) for m in margins]
+        accuracy, stderr = proportion_stderr(sum(m > 0 for m in margins), len(margins))
     mean_margin, margin_stderr = mean_stderr(margins)
     details = {
         "mean_reward_margin": mean_margin,
         "reward_margin_stderr": margin_stderr,
         "chosen_logp_drift": ratios[:, 0].mean().item(),
         "rejected_logp_drift": ratios[:, 1].mean().item(),
-        "per_item": {str(i): float(m > 0) for i, m in enumerate(margins)},
+        "per_item": {str(i): item for i, item in enumerate(items)},
     }
     return Fitness(accuracy, stderr, len(margins), details)
 
@@ -91,7 +109,8 @@ def evaluate_model(model: PreTrainedModel, tokenizer: Tokenizer, spec: ProxySpec
         policy = _pair_logps(model, tokenizer, load_pairs(spec), spec)
     finally:
         model.train(was_training)
-    return proxy_fitness(policy, reference_logps(spec, Path(spec.data).stat().st_mtime_ns), spec.beta)
+    reference = reference_logps(spec, Path(spec.data).stat().st_mtime_ns)
+    return proxy_fitness(policy, reference, spec.beta, spec.metric)
 
 
 def evaluate(model_dir: str | Path, spec: ProxySpec) -> Fitness:
@@ -113,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--beta", type=float, default=0.1)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-pairs", type=int, default=None)
+    parser.add_argument("--metric", choices=METRICS, default="accuracy")
     args = parser.parse_args(argv)
     spec = ProxySpec(
         data=args.data,
@@ -120,6 +140,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         beta=args.beta,
         batch_size=args.batch_size,
         max_pairs=args.max_pairs,
+        metric=args.metric,
     )
     fitness = evaluate(args.model, spec)
     print_fitness("proxy preference accuracy", fitness, args.output_dir)

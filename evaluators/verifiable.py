@@ -32,10 +32,12 @@ from trainer.generation import SamplingConfig, chat, load_model
 
 @dataclass(frozen=True)
 class VerifiableSpec:
-    """The held-out set (families x the first `n_heldout_topics` held-out topics) and greedy decoding settings."""
+    """The held-out set (families x `n_heldout_topics` held-out topics from position `first_heldout_topic`) and
+    greedy decoding settings."""
 
     families: tuple[str, ...] = DEFAULT_FAMILIES
     n_heldout_topics: int = 25
+    first_heldout_topic: int = 0  # evo.confirm scores on the topics after the selection set's
     seed: int = 0
     max_new_tokens: int = 64
     batch_size: int = 32
@@ -43,7 +45,7 @@ class VerifiableSpec:
 
 
 def heldout_prompts(spec: VerifiableSpec) -> list[Prompt]:
-    return make_prompts(spec.families, topics("heldout", spec.n_heldout_topics), spec.seed)
+    return make_prompts(spec.families, topics("heldout", spec.n_heldout_topics, spec.first_heldout_topic), spec.seed)
 
 
 def score_responses(prompts: Sequence[Prompt], responses: Sequence[str]) -> Fitness:

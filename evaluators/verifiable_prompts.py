@@ -68,9 +68,10 @@ def make_prompts(families: Iterable[str], topics: Iterable[str], seed: int) -> l
     return [make_prompt(family, topic, seed) for topic in topics for family in families]
 
 
-def topics(split: str, count: int) -> tuple[str, ...]:
-    """The first `count` topics of the `train` or `heldout` list."""
+def topics(split: str, count: int, start: int = 0) -> tuple[str, ...]:
+    """`count` topics of the `train` or `heldout` list from position `start` (a confirmation set takes the
+    topics after the selection set's)."""
     pool = {"train": TRAIN_TOPICS, "heldout": HELDOUT_TOPICS}[split]
-    if not 0 < count <= len(pool):
-        raise ValueError(f"{split} topics: asked for {count}, have 1..{len(pool)}")
-    return pool[:count]
+    if start < 0 or not 0 < count <= len(pool) - start:
+        raise ValueError(f"{split} topics: asked for {count} from position {start}, have {len(pool)} in all")
+    return pool[start : start + count]

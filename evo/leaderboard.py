@@ -3,8 +3,10 @@
     python -m evo.leaderboard RUN_DIR [--json] [--top N] [--html report.html]
 
 Rank, name, fitness +- stderr, the paired difference to the DPO baseline (per-item differences on the same
-held-out items, with their standard error), generation, proposer; then a status summary with each proposer's
-shares of proposals parsed, passing the sandbox and novel (``evo.proposal_shares``), a warning when the run's
+held-out items, with their standard error), the confirmed difference on fresh seeds and prompts with its
+Holm-adjusted p where ``evo.confirm`` ran (a candidate is called better than DPO only when confirmed), generation,
+proposer; then a status summary with each proposer's shares of proposals parsed, passing the sandbox and novel
+(``evo.proposal_shares``), a warning when the run's
 sandbox lacked isolation properties (``Archive.isolation_missing``), and what stopped a proposer or the run early
 (a spent LLM budget, a server that could not serve, the circuit breaker)."""
 
@@ -23,7 +25,7 @@ from rich.text import Text
 
 from evo.archive import Archive
 from evo.proposal_shares import ProposalShares, proposal_shares, shares_lines
-from evo.ranking import Row, leaderboard
+from evo.ranking import Row, confirmed_cell, leaderboard
 
 
 def run_notes(archive: Archive) -> list[str]:
@@ -52,7 +54,7 @@ def render(
     shares: Mapping[str, ProposalShares] | None = None,
 ) -> None:
     table = Table(title="Discovered losses")
-    for column in ("rank", "name", "fitness", "delta vs DPO", "gen", "proposer"):
+    for column in ("rank", "name", "fitness", "delta vs DPO", "confirmed vs DPO", "gen", "proposer"):
         table.add_column(column, justify="right" if column in ("rank", "gen") else "left")
     for r in rows:
         if r.delta_vs_dpo is None:
@@ -61,7 +63,8 @@ def render(
             delta = f"{r.delta_vs_dpo:+.4f}"
         else:
             delta = f"{r.delta_vs_dpo:+.4f} +- {r.delta_stderr:.4f}"
-        table.add_row(str(r.rank), r.name, f"{r.fitness:.4f} +- {r.stderr:.4f}", delta, str(r.generation), r.proposer)
+        table.add_row(str(r.rank), r.name, f"{r.fitness:.4f} +- {r.stderr:.4f}", delta, confirmed_cell(r),
+                      str(r.generation), r.proposer)
     console.print(table)
     summary = ", ".join(f"{status}: {n}" for status, n in sorted(counts.items()))
     console.print(f"status: {summary or 'no candidates'}")

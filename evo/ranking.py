@@ -1,11 +1,14 @@
-"""The leaderboard of a run as data: done candidates by fitness, each with its paired difference to DPO."""
+"""The leaderboard of a run as data: done candidates by fitness, each with its paired difference to DPO, and, for
+the candidates ``evo.confirm`` confirmed, their difference to DPO on fresh seeds and prompts (``confirmed_*``,
+``p_value``, ``p_holm``: None where not confirmed; ``confirmed`` is False there)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from evaluators.fitness import Fitness, paired_delta
 from evo.archive import Archive, Candidate
+from evo.confirm_store import read_summaries
 from evo.status import Status
 
 REFERENCE_BASELINE = "dpo"
@@ -22,6 +25,21 @@ class Row:
     delta_stderr: float | None
     generation: int
     proposer: str
+    confirmed_delta: float | None = None
+    confirmed_stderr: float | None = None
+    p_value: float | None = None
+    p_holm: float | None = None
+    confirmed: bool = False  # True only when p_holm < 0.05 and confirmed_delta > 0
+
+
+def confirmed_cell(row: Row) -> str:
+    """The confirmed difference to DPO, its Holm-adjusted p and the verdict; '-' where not confirmed."""
+    if row.p_holm is None:
+        return "-"
+    if row.confirmed_delta is None:
+        return "seeds failed"
+    verdict = "better" if row.confirmed else "not shown better"
+    return f"{row.confirmed_delta:+.4f} +- {row.confirmed_stderr:.4f} p_holm {row.p_holm:.3g} ({verdict})"
 
 
 def _fitness(c: Candidate) -> Fitness:
@@ -44,6 +62,7 @@ def leaderboard(archive: Archive, top: int | None = None) -> tuple[list[Row], di
     """The ``top`` done candidates (all when None) with their paired delta vs DPO, and the status counts."""
     done = archive.top(top or 10**9)
     dpo = dpo_baseline(archive.in_generation(0))
+    confirmations = read_summaries(archive.path)
     rows = []
     for rank, c in enumerate(done, start=1):
         delta = delta_se = None
@@ -53,7 +72,12 @@ def leaderboard(archive: Archive, top: int | None = None) -> tuple[list[Row], di
                 delta, delta_se = paired.delta, paired.stderr
             except ValueError:  # no per-item scores: fall back to the plain difference
                 delta = c.fitness - dpo.fitness
-        rows.append(
-            Row(rank, c.id, c.name, c.fitness, c.stderr or 0.0, delta, delta_se, c.generation, c.proposer)
-        )
+        row = Row(rank, c.id, c.name, c.fitness, c.stderr or 0.0, delta, delta_se, c.generation, c.proposer)
+        confirmation = confirmations.get(c.id)
+        if confirmation is not None:
+            row = replace(
+                row, confirmed_delta=confirmation.delta, confirmed_stderr=confirmation.stderr,
+                p_value=confirmation.p_value, p_holm=confirmation.p_holm, confirmed=confirmation.confirmed,
+            )
+        rows.append(row)
     return rows, archive.status_counts()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from evo.archive import Archive, Candidate
 from evo.config import SearchConfig, load_config
-from evo.ranking import Row, dpo_baseline, leaderboard
+from evo.ranking import Row, confirmed_cell, dpo_baseline, leaderboard
 from evo.report_plots import (
     SHAPE_CORE,
     SHAPE_SPAN,
@@ -122,9 +122,11 @@ def _leaderboard(rows: Sequence[Row], by_id: dict[int, Candidate]) -> str:
             delta += f" &plusmn; {_num(r.delta_stderr)}"
         train_s = c.timings.get("train_s")
         body.append([str(r.rank), str(r.id), _e(r.name), f"{_num(r.fitness)} &plusmn; {_num(r.stderr)}", delta,
-                     str(r.generation), _e(r.proposer), "-" if train_s is None else f"{train_s:.0f}", _code(c)])
-    headers = ["rank", "id", "name", "fitness", "delta vs DPO (paired)", "gen", "proposer", "train s", "loss"]
-    return _table(headers, body, numeric=(0, 1, 3, 4, 5, 7))
+                     _e(confirmed_cell(r)).replace("+-", "&plusmn;"), str(r.generation), _e(r.proposer),
+                     "-" if train_s is None else f"{train_s:.0f}", _code(c)])
+    headers = ["rank", "id", "name", "fitness", "delta vs DPO (paired)",
+               "confirmed vs DPO (fresh seeds and prompts, Holm p)", "gen", "proposer", "train s", "loss"]
+    return _table(headers, body, numeric=(0, 1, 3, 4, 6, 8))
 
 
 def _generations(stats: Sequence[GenerationStats]) -> str:
@@ -164,9 +166,13 @@ def _sandbox(missing: tuple[str, ...] | None) -> str:
 def _cards(config: SearchConfig, candidates: Sequence[Candidate], rows: Sequence[Row], spend: dict,
            isolation_missing: tuple[str, ...] | None) -> str:
     best = f"{rows[0].fitness:.4f} ({_e(rows[0].name)})" if rows else "-"
+    tested = [r for r in rows if r.p_holm is not None]
+    better = ", ".join(_e(r.name) for r in tested if r.confirmed) or "none"
+    confirmed = f"{better} (of {len(tested)} confirmed on fresh seeds)" if tested else "not run (evo.confirm)"
     items = [("preset", _e(config.preset)), ("policy", _e(config.training.model)),
              ("fitness", _e(config.fitness.kind)), ("beta", f"{config.training.beta:g}"),
-             ("candidates", str(len(candidates))), ("best", best), ("LLM cost", f"${spend['cost_usd']:.4f}"),
+             ("candidates", str(len(candidates))), ("best", best),
+             ("better than DPO", confirmed), ("LLM cost", f"${spend['cost_usd']:.4f}"),
              ("sandbox", _sandbox(isolation_missing))]
     return '<div class="cards">' + "".join(f'<div class="card">{k}<b>{v}</b></div>' for k, v in items) + "</div>"
 

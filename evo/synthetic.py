@@ -1,7 +1,7 @@
 """Template preference pairs that need no sampling: the data of the ``tiny`` preset (tests, smoke runs).
 
 Chosen answers follow the instruction (lower case, short, no commas); rejected ones break it. Held-out pairs use
-topics never seen in training."""
+topics never seen in training; confirmation pairs (``evo.confirm``) use a third list, seen by neither."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 TRAIN_TOPICS = ["rivers", "stars", "bread", "music", "trees", "rain", "glass", "roads", "bees", "clouds", "salt", "ink"]
 HELDOUT_TOPICS = ["owls", "copper", "tides", "maps", "wool", "lamps"]
+CONFIRM_TOPICS = ["foxes", "kettles", "moss", "pebbles", "ferns", "candles", "sails", "honey"]
 
 
 def _pair(topic: str, i: int) -> dict:
@@ -28,3 +29,11 @@ def write_synthetic_pairs(directory: Path, n_train: int) -> tuple[Path, Path]:
     for path, rows in zip(paths, (train, heldout), strict=True):
         path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     return paths
+
+
+def write_confirmation_pairs(directory: Path) -> Path:
+    """The confirmation held-out pairs: topics neither the training nor the selection pairs use."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "confirm_heldout.jsonl"
+    path.write_text("".join(json.dumps(_pair(topic, i)) + "\n" for i, topic in enumerate(CONFIRM_TOPICS)))
+    return path

@@ -67,6 +67,18 @@ def test_proxy_fitness_arithmetic():
     assert fitness.details["rejected_logp_drift"] == pytest.approx(0.0)
 
 
+def test_proxy_soft_accuracy_is_the_mean_sigmoid_of_the_margins():
+    policy = torch.tensor([[-1.0, -3.0], [-2.0, -1.0]])
+    reference = torch.tensor([[-2.0, -2.0], [-2.0, -2.0]])
+    fitness = proxy.proxy_fitness(policy, reference, beta=0.1, metric="soft_accuracy")
+    high, low = 1 / (1 + math.exp(-0.2)), 1 / (1 + math.exp(0.1))  # margins 0.2 and -0.1
+    assert fitness.details["per_item"] == pytest.approx({"0": high, "1": low})
+    assert fitness.score == pytest.approx((high + low) / 2)
+    assert fitness.stderr == pytest.approx(abs(high - low) / 2)  # sample sd |a - b| / sqrt(2), over sqrt(2)
+    with pytest.raises(ValueError, match="proxy metric 'margin'"):
+        proxy.ProxySpec(data="x", metric="margin")
+
+
 def test_proxy_cli_policy_equal_to_reference(tmp_path, capsys):
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps(row) + "\n" for row in PAIRS))

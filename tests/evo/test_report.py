@@ -168,7 +168,7 @@ def test_the_page_is_self_contained_and_complete(report: Path):
         assert src.startswith("data:image/png;base64,")
         image = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))
         assert image.format == "PNG" and _blank(image) is None, _blank(image)
-    leaderboard = [r for r in page.rows if len(r) == 9 and r[0].isdigit()]
+    leaderboard = [r for r in page.rows if len(r) == 10 and r[0].isdigit()]
     assert [r[2] for r in leaderboard] == [HOSTILE_NAME, "hinge_margin", "dpo", "shifted_logistic"]
     hinge = leaderboard[1]
     assert hinge[3].startswith("0.7500") and hinge[4].startswith("+0.2500 ±")  # paired delta vs DPO
