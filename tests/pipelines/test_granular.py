@@ -19,10 +19,10 @@ def test_validates_trains_and_skips_on_a_rerun(tmp_path, granular_file, monkeypa
     assert granular.main(argv) == 0
     summary = json.loads((out / "data_summary.json").read_text())
     assert summary == {
-        "rows": 8,
-        "span_in_chosen": 4,
-        "span_in_rejected": 4,
-        "mean_span_chars": 1.25,
+        "rows": 16,
+        "span_in_chosen": 8,
+        "span_in_rejected": 8,
+        "mean_span_chars": 1.62,  # 26 / 16: the spans are the numbers 7..21 (rejected) and 3..17 (chosen)
         "spans_beyond_max_length": 0,
     }
     metrics = json.loads((out / "model" / "metrics.json").read_text())
@@ -40,7 +40,7 @@ def test_validates_trains_and_skips_on_a_rerun(tmp_path, granular_file, monkeypa
 
 def test_spans_beyond_max_length_are_counted(granular_file):
     summary = granular.summarize(granular_file, "tiny", max_length=12)
-    assert summary["spans_beyond_max_length"] == 8
+    assert summary["spans_beyond_max_length"] == 16  # every row: 12 tokens end inside the prompt
 
 
 def test_a_bad_flag_stops_before_training(tmp_path, granular_file, monkeypatch):
