@@ -198,7 +198,8 @@ def render_report(archive: Archive, config: SearchConfig, title: str, top: int |
         f"&minus; log &pi;<sub>ref</sub>(y<sub>l</sub>)), with &beta; = {beta:g} from the run's config, "
         f"|&beta;x| &le; {SHAPE_SPAN:g}; f'(x) by autograd. A loss that lowers f as x grows pushes the "
         f"chosen answer up. The frame shows DPO whole and every loss over |&beta;x| &le; {SHAPE_CORE:g}; a curve "
-        "that leaves it keeps going.</p>",
+        "that leaves it keeps going. Length-normalised losses are drawn with completions of one token (lengths 1), "
+        "token-level losses along the summed margin with one-token completions (per-token KL 0).</p>",
         _img(shapes_png(curves, beta), "loss shapes f(x) and f'(x)"),
         f'<ul class="note">{shape_errors}</ul>' if shape_errors else "",
         "<h2>Training curves</h2>", _img(training_png(trained), "training loss curves"),
