@@ -77,6 +77,8 @@ class FitnessConfig:
     proxy: dict = field(default_factory=dict)
     mt_bench: dict = field(default_factory=dict)
     alpaca_eval: dict = field(default_factory=dict)
+    # The baseline the leaderboard's paired deltas compare with: a name in `baselines` (or the same registry loss).
+    reference_baseline: str = "dpo"
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,9 @@ class SearchConfig:
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
 
+    def __post_init__(self) -> None:
+        check_search_baselines(self)
+
 
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
@@ -136,6 +141,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "resources": {"num_cpus": 1.0},
     },
 }
+
+
+def check_search_baselines(config: SearchConfig) -> None:
+    """Every name in ``baselines`` is a procedure or a registry loss, and the reference is among them (ValueError)."""
+    # imported here: the loss registry loads torch, which a config alone does not need
+    from trainer.pipelines.baseline_names import check_baselines
+
+    check_baselines(config.baselines, config.fitness.reference_baseline)
 
 
 def _merge(base: dict, override: dict) -> dict:

@@ -106,8 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     from evo.archive import Archive
 
     archive = Archive(run_dir / "archive.sqlite")
-    rows, counts = leaderboard(archive)
-    render(rows, counts, archive.llm_spend(), console, run_notes(archive), archive.isolation_missing())
+    reference = config.fitness.reference_baseline
+    rows, counts = leaderboard(archive, reference=reference)
+    render(rows, counts, archive.llm_spend(), console, run_notes(archive), archive.isolation_missing(), reference)
     archive.close()
     if stopped:
         console.print(f"fix the cause, then continue with  python -m evo.launch --resume {run_dir}")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from evo.archive import Archive, Candidate
 from evo.config import SearchConfig, load_config
-from evo.ranking import Row, dpo_baseline, leaderboard
+from evo.ranking import Row, leaderboard, reference_baseline
 from evo.report_plots import (
     SHAPE_CORE,
     SHAPE_SPAN,
@@ -111,7 +111,7 @@ def _code(candidate: Candidate) -> str:
     return f"<details><summary>code</summary>{thought}<pre>{_e(candidate.code)}</pre></details>"
 
 
-def _leaderboard(rows: Sequence[Row], by_id: dict[int, Candidate]) -> str:
+def _leaderboard(rows: Sequence[Row], by_id: dict[int, Candidate], reference: str) -> str:
     if not rows:
         return '<p class="note">No candidate has finished training yet.</p>'
     body = []
@@ -123,7 +123,7 @@ def _leaderboard(rows: Sequence[Row], by_id: dict[int, Candidate]) -> str:
         train_s = c.timings.get("train_s")
         body.append([str(r.rank), str(r.id), _e(r.name), f"{_num(r.fitness)} &plusmn; {_num(r.stderr)}", delta,
                      str(r.generation), _e(r.proposer), "-" if train_s is None else f"{train_s:.0f}", _code(c)])
-    headers = ["rank", "id", "name", "fitness", "delta vs DPO (paired)", "gen", "proposer", "train s", "loss"]
+    headers = ["rank", "id", "name", "fitness", f"delta vs {_e(reference)} (paired)", "gen", "proposer", "train s", "loss"]
     return _table(headers, body, numeric=(0, 1, 3, 4, 5, 7))
 
 
@@ -175,9 +175,9 @@ def render_report(archive: Archive, config: SearchConfig, title: str, top: int |
     """The page as a string; ``top`` limits the leaderboard table (the plots use the best ``SHAPES_TOP``)."""
     candidates = archive.all()
     by_id = {c.id: c for c in candidates}
-    rows, counts = leaderboard(archive, top)
+    rows, counts = leaderboard(archive, top, config.fitness.reference_baseline)
     spend = archive.llm_spend()
-    reference = dpo_baseline(candidates)
+    reference = reference_baseline(candidates, config.fitness.reference_baseline)
     done = [c for c in candidates if c.status == Status.DONE and c.fitness is not None]
     best = [by_id[r.id] for r in rows if reference is None or r.id != reference.id][:SHAPES_TOP]
     beta = config.training.beta
@@ -188,7 +188,7 @@ def render_report(archive: Archive, config: SearchConfig, title: str, top: int |
         f"<h1>{_e(title)}</h1>",
         f'<p class="meta">generated {time.strftime("%Y-%m-%d %H:%M:%S")} from {_e(archive.path)}</p>',
         _cards(config, candidates, rows, spend, archive.isolation_missing()),
-        "<h2>Leaderboard</h2>", _leaderboard(rows, by_id),
+        "<h2>Leaderboard</h2>", _leaderboard(rows, by_id, config.fitness.reference_baseline),
         "<h2>Best fitness per generation</h2>",
         _img(fitness_png(done, reference.fitness if reference else None), "fitness by generation"),
         _generations(generation_stats(candidates)),
