@@ -16,7 +16,9 @@ BETA = 0.1
 
 
 def _candidate(name: str, graph: str | None = None, loss: str | None = None) -> Candidate:
-    return Candidate(id=3, generation=1, proposer="llm", status="done", name=name, code="", graph=graph, loss=loss)
+    return Candidate(
+        id=3, generation=1, proposer="llm", status="done", name=name, code="", graph=graph, loss=loss
+    )
 
 
 def test_token_level_and_length_losses_are_drawn_along_the_margin(sandbox_pool):
