@@ -40,7 +40,8 @@ PADDING_TOLERANCE = (1e-5, 1e-6)  # rtol, atol in float64
 
 @dataclass(frozen=True)
 class TokenCase:
-    """A `Case` plus the range of completion lengths and whether the padding check applies."""
+    """A `Case` (whose `scale` is here the range of the per-token NLL of the reference) plus the range of
+    completion lengths and whether the padding check applies."""
 
     case: Case
     lengths: tuple[int, int]
@@ -123,7 +124,7 @@ def _padded(inputs: dict[str, object], columns: int) -> dict[str, object]:
 
 def _padding_failure(
     loss_fn: LossFn, inputs: dict[str, object], out: torch.Tensor, kl: bool, case: str, columns: int
-):
+) -> tuple[str, str] | None:
     again = _call(loss_fn, _padded(inputs, columns), kl, case)
     if not isinstance(again, torch.Tensor) or again.shape != out.shape:
         return "padding", "the loss has another shape when the batch has more padding"
