@@ -100,6 +100,8 @@ class FitnessConfig:
     proxy: dict = field(default_factory=dict)
     mt_bench: dict = field(default_factory=dict)
     alpaca_eval: dict = field(default_factory=dict)
+    # The baseline the leaderboard's paired deltas compare with: a name in `baselines` (or the same registry loss).
+    reference_baseline: str = "dpo"
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,9 @@ class SearchConfig:
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
     confirm: ConfirmConfig = field(default_factory=ConfirmConfig)
 
+    def __post_init__(self) -> None:
+        check_search_baselines(self)
+
 
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
@@ -178,6 +183,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "confirm": {"top_k": 0},  # tests ask for it (python -m evo.confirm --top K --seeds S)
     },
 }
+
+
+def check_search_baselines(config: SearchConfig) -> None:
+    """Every name in ``baselines`` is a procedure or a registry loss, and the reference is among them (ValueError)."""
+    # imported here: the loss registry loads torch, which a config alone does not need
+    from trainer.pipelines.baseline_names import check_baselines
+
+    check_baselines(config.baselines, config.fitness.reference_baseline)
 
 
 def _merge(base: dict, override: dict) -> dict:

@@ -28,7 +28,7 @@ from evo.config import FitnessConfig, SearchConfig, load_config
 from evo.confirm_data import ConfirmationSplit, confirmation_split, prompts_of, seed_train_path
 from evo.confirm_store import Confirmation, ConfirmStore, SeedRun
 from evo.job import CandidateJob, JobResult, run_job
-from evo.ranking import dpo_baseline
+from evo.ranking import reference_baseline
 from evo.stats import holm, paired_over_seeds
 from evo.status import Status
 from trainer.models import cache_root
@@ -38,7 +38,7 @@ Runner = Callable[[CandidateJob], JobResult]
 
 def select(archive: Archive, top_k: int) -> tuple[Candidate, list[Candidate]]:
     """DPO and the top ``top_k`` done candidates other than it; raises ``ValueError`` without a done DPO."""
-    dpo = dpo_baseline(archive.in_generation(0))
+    dpo = reference_baseline(archive.in_generation(0), "dpo")
     if dpo is None:
         raise ValueError("the run has no done DPO baseline to confirm against (baselines must include dpo)")
     return dpo, [c for c in archive.top(top_k + 1) if c.id != dpo.id][:top_k]

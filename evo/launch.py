@@ -112,9 +112,19 @@ def main(argv: list[str] | None = None) -> int:
     from evo.archive import Archive
 
     archive = Archive(run_dir / "archive.sqlite")
-    rows, counts = leaderboard(archive)
+    reference = config.fitness.reference_baseline
+    rows, counts = leaderboard(archive, reference=reference)
     shares = proposal_shares(archive.all())
-    render(rows, counts, archive.llm_spend(), console, run_notes(archive), archive.isolation_missing(), shares)
+    render(
+        rows,
+        counts,
+        archive.llm_spend(),
+        console,
+        run_notes(archive),
+        archive.isolation_missing(),
+        shares=shares,
+        reference=reference,
+    )
     archive.close()
     if stopped:
         console.print(f"fix the cause, then continue with  python -m evo.launch --resume {run_dir}")

@@ -2,11 +2,12 @@
 
     python -m evo.leaderboard RUN_DIR [--json] [--top N] [--html report.html]
 
-Rank, name, fitness +- stderr, the paired difference to the DPO baseline (per-item differences on the same
-held-out items, with their standard error), the confirmed difference on fresh seeds and prompts with its
-Holm-adjusted p where ``evo.confirm`` ran (a candidate is called better than DPO only when confirmed), generation,
-proposer; then a status summary with each proposer's shares of proposals parsed, passing the sandbox and novel
-(``evo.proposal_shares``), a warning when the run's
+Rank, name, fitness +- stderr, the paired difference to the reference baseline (DPO unless the run's
+``fitness.reference_baseline`` or ``--reference`` names another; per-item differences on the same held-out items,
+with their standard error; the column and the JSON's ``reference`` name it), the confirmed difference to DPO on
+fresh seeds and prompts with its Holm-adjusted p where ``evo.confirm`` ran (a candidate is called better than DPO
+only when confirmed), generation, proposer; then a status summary with each proposer's shares of proposals parsed,
+passing the sandbox and novel (``evo.proposal_shares``), a warning when the run's
 sandbox lacked isolation properties (``Archive.isolation_missing``), and what stopped a proposer or the run early
 (a spent LLM budget, a server that could not serve, the circuit breaker)."""
 
@@ -19,13 +20,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+import yaml
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from evo.archive import Archive
 from evo.proposal_shares import ProposalShares, proposal_shares, shares_lines
-from evo.ranking import Row, confirmed_cell, leaderboard
+from evo.ranking import REFERENCE_BASELINE, Row, confirmed_cell, leaderboard
 
 
 def run_notes(archive: Archive) -> list[str]:
@@ -52,9 +54,10 @@ def render(
     notes: Sequence[str] = (),
     isolation_missing: tuple[str, ...] | None = None,
     shares: Mapping[str, ProposalShares] | None = None,
+    reference: str = REFERENCE_BASELINE,
 ) -> None:
     table = Table(title="Discovered losses")
-    for column in ("rank", "name", "fitness", "delta vs DPO", "confirmed vs DPO", "gen", "proposer"):
+    for column in ("rank", "name", "fitness", f"delta vs {reference}", "confirmed vs DPO", "gen", "proposer"):
         table.add_column(column, justify="right" if column in ("rank", "gen") else "left")
     for r in rows:
         if r.delta_vs_dpo is None:
@@ -78,29 +81,40 @@ def render(
         console.print(Text(note), soft_wrap=True)  # plain text (log lines may hold [brackets]), not wrapped
 
 
+def run_reference(run_dir: Path) -> str:
+    """The reference baseline of a run: its saved config's ``fitness.reference_baseline``, DPO without one."""
+    saved = run_dir / "config.yaml"
+    if not saved.exists():
+        return REFERENCE_BASELINE
+    fitness = (yaml.safe_load(saved.read_text()) or {}).get("fitness") or {}
+    return str(fitness.get("reference_baseline") or REFERENCE_BASELINE)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evo.leaderboard", description=__doc__.splitlines()[0])
     parser.add_argument("run_dir")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--top", type=int, default=None)
     parser.add_argument("--html", metavar="PATH", help="also write a self-contained HTML report with plots")
+    parser.add_argument("--reference", help="baseline the paired deltas compare with (default: the run's config)")
     args = parser.parse_args(argv)
     path = Path(args.run_dir) / "archive.sqlite"
     if not path.exists():
         print(f"no archive at {path}", file=sys.stderr)
         return 2
     archive = Archive(path)
-    rows, counts = leaderboard(archive, args.top)
+    reference = args.reference or run_reference(Path(args.run_dir))
+    rows, counts = leaderboard(archive, args.top, reference)
     spend = archive.llm_spend()
     missing = archive.isolation_missing()
     shares = proposal_shares(archive.all())
     if args.json:
         print(json.dumps({"rows": [asdict(r) for r in rows], "status_counts": counts, "llm": spend,
                           "proposal_shares": {p: asdict(s) for p, s in shares.items()},
-                          "notes": run_notes(archive),
+                          "notes": run_notes(archive), "reference": reference,
                           "sandbox_isolation_missing": None if missing is None else list(missing)}, indent=2))
     else:
-        render(rows, counts, spend, Console(), run_notes(archive), missing, shares)
+        render(rows, counts, spend, Console(), run_notes(archive), missing, shares, reference)
     if args.html:
         from evo.report import write_report  # matplotlib: loaded only when a report is asked for
 

@@ -37,23 +37,13 @@ from sandbox.executor import SandboxPool
 from sandbox.validate import ValidationResult, validate_source
 from trainer.losses import get_loss_spec
 from trainer.models import cache_root
+from trainer.pipelines.baseline_names import baseline_loss
 
 log = logging.getLogger(__name__)
 
-BASELINE_LOSSES = {"dpo": "sigmoid"}
 # Run-level notes in the archive (shown under the leaderboard): arm -> why it was disabled, why
 # proposing ended early, why the circuit breaker stopped the run. Each session of a run starts them afresh.
 DISABLED_PROPOSERS, PROPOSING_ENDED, CIRCUIT_BREAKER = "disabled_proposers", "proposing_ended", "circuit_breaker"
-PIPELINE_BASELINES = ("spin", "spa", "aepo_dpo")  # procedures, not just losses: run by trainer.pipelines
-
-
-def baseline_loss(name: str) -> str | None:
-    """The registry loss a baseline trains with, or None for a pipeline baseline."""
-    if name in PIPELINE_BASELINES:
-        return None
-    loss = BASELINE_LOSSES.get(name, name)
-    get_loss_spec(loss)  # raises with the list of known losses
-    return loss
 
 
 @ray.remote(max_retries=1)  # a worker that dies is retried once; then ray.get raises and the driver records it

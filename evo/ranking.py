@@ -1,5 +1,6 @@
-"""The leaderboard of a run as data: done candidates by fitness, each with its paired difference to DPO, and, for
-the candidates ``evo.confirm`` confirmed, their difference to DPO on fresh seeds and prompts (``confirmed_*``,
+"""The leaderboard of a run as data: done candidates by fitness, each with its paired difference to the reference
+baseline (DPO unless the run's ``fitness.reference_baseline`` names another; ``Row.delta_vs_dpo`` holds it), and,
+for the candidates ``evo.confirm`` confirmed, their difference to DPO on fresh seeds and prompts (``confirmed_*``,
 ``p_value``, ``p_holm``: None where not confirmed; ``confirmed`` is False there)."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from evaluators.fitness import Fitness, paired_delta
 from evo.archive import Archive, Candidate
 from evo.confirm_store import read_summaries
 from evo.status import Status
+from trainer.pipelines.baseline_names import baseline_loss
 
 REFERENCE_BASELINE = "dpo"
 
@@ -46,22 +48,27 @@ def _fitness(c: Candidate) -> Fitness:
     return Fitness(c.fitness, c.stderr or 0.0, c.n or 0, c.metrics.get("fitness_details", {}))
 
 
-def dpo_baseline(candidates: list[Candidate]) -> Candidate | None:
-    """The DPO baseline of generation 0 once it is done: what every delta is measured against."""
-    return next(
-        (
-            c
-            for c in candidates
-            if c.generation == 0 and c.name == REFERENCE_BASELINE and c.status == Status.DONE
-        ),
-        None,
-    )
+def reference_baseline(candidates: list[Candidate], reference: str) -> Candidate | None:
+    """The done generation-0 baseline named ``reference``, or else one training the same registry loss (``dpo`` and
+    ``sigmoid`` are one baseline)."""
+    baselines = [c for c in candidates if c.generation == 0 and c.status == Status.DONE]
+    named = next((c for c in baselines if c.name == reference), None)
+    if named is not None:
+        return named
+    try:
+        loss = baseline_loss(reference)
+    except KeyError:
+        return None
+    return next((c for c in baselines if loss is not None and c.loss == loss), None)
 
 
-def leaderboard(archive: Archive, top: int | None = None) -> tuple[list[Row], dict[str, int]]:
-    """The ``top`` done candidates (all when None) with their paired delta vs DPO, and the status counts."""
+def leaderboard(
+    archive: Archive, top: int | None = None, reference: str = REFERENCE_BASELINE
+) -> tuple[list[Row], dict[str, int]]:
+    """The ``top`` done candidates (all when None) with their paired delta vs the ``reference`` baseline (DPO by
+    default: ``fitness.reference_baseline``), and the status counts."""
     done = archive.top(top or 10**9)
-    dpo = dpo_baseline(archive.in_generation(0))
+    dpo = reference_baseline(archive.in_generation(0), reference)
     confirmations = read_summaries(archive.path)
     rows = []
     for rank, c in enumerate(done, start=1):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from evo.archive import Archive, Candidate
 from evo.config import SearchConfig, load_config
-from evo.ranking import Row, confirmed_cell, dpo_baseline, leaderboard
+from evo.ranking import Row, confirmed_cell, leaderboard, reference_baseline
 from evo.report_plots import (
     SHAPE_CORE,
     SHAPE_SPAN,
@@ -111,7 +111,7 @@ def _code(candidate: Candidate) -> str:
     return f"<details><summary>code</summary>{thought}<pre>{_e(candidate.code)}</pre></details>"
 
 
-def _leaderboard(rows: Sequence[Row], by_id: dict[int, Candidate]) -> str:
+def _leaderboard(rows: Sequence[Row], by_id: dict[int, Candidate], reference: str) -> str:
     if not rows:
         return '<p class="note">No candidate has finished training yet.</p>'
     body = []
@@ -124,7 +124,7 @@ def _leaderboard(rows: Sequence[Row], by_id: dict[int, Candidate]) -> str:
         body.append([str(r.rank), str(r.id), _e(r.name), f"{_num(r.fitness)} &plusmn; {_num(r.stderr)}", delta,
                      _e(confirmed_cell(r)).replace("+-", "&plusmn;"), str(r.generation), _e(r.proposer),
                      "-" if train_s is None else f"{train_s:.0f}", _code(c)])
-    headers = ["rank", "id", "name", "fitness", "delta vs DPO (paired)",
+    headers = ["rank", "id", "name", "fitness", f"delta vs {_e(reference)} (paired)",
                "confirmed vs DPO (fresh seeds and prompts, Holm p)", "gen", "proposer", "train s", "loss"]
     return _table(headers, body, numeric=(0, 1, 3, 4, 6, 8))
 
@@ -181,9 +181,9 @@ def render_report(archive: Archive, config: SearchConfig, title: str, top: int |
     """The page as a string; ``top`` limits the leaderboard table (the plots use the best ``SHAPES_TOP``)."""
     candidates = archive.all()
     by_id = {c.id: c for c in candidates}
-    rows, counts = leaderboard(archive, top)
+    rows, counts = leaderboard(archive, top, config.fitness.reference_baseline)
     spend = archive.llm_spend()
-    reference = dpo_baseline(candidates)
+    reference = reference_baseline(candidates, config.fitness.reference_baseline)
     done = [c for c in candidates if c.status == Status.DONE and c.fitness is not None]
     best = [by_id[r.id] for r in rows if reference is None or r.id != reference.id][:SHAPES_TOP]
     beta = config.training.beta
@@ -194,7 +194,7 @@ def render_report(archive: Archive, config: SearchConfig, title: str, top: int |
         f"<h1>{_e(title)}</h1>",
         f'<p class="meta">generated {time.strftime("%Y-%m-%d %H:%M:%S")} from {_e(archive.path)}</p>',
         _cards(config, candidates, rows, spend, archive.isolation_missing()),
-        "<h2>Leaderboard</h2>", _leaderboard(rows, by_id),
+        "<h2>Leaderboard</h2>", _leaderboard(rows, by_id, config.fitness.reference_baseline),
         "<h2>Best fitness per generation</h2>",
         _img(fitness_png(done, reference.fitness if reference else None), "fitness by generation"),
         _generations(generation_stats(candidates)),
@@ -204,7 +204,8 @@ def render_report(archive: Archive, config: SearchConfig, title: str, top: int |
         f"&minus; log &pi;<sub>ref</sub>(y<sub>l</sub>)), with &beta; = {beta:g} from the run's config, "
         f"|&beta;x| &le; {SHAPE_SPAN:g}; f'(x) by autograd. A loss that lowers f as x grows pushes the "
         f"chosen answer up. The frame shows DPO whole and every loss over |&beta;x| &le; {SHAPE_CORE:g}; a curve "
-        "that leaves it keeps going.</p>",
+        "that leaves it keeps going. Length-normalised losses are drawn with completions of one token (lengths 1), "
+        "token-level losses along the summed margin with one-token completions (per-token KL 0).</p>",
         _img(shapes_png(curves, beta), "loss shapes f(x) and f'(x)"),
         f'<ul class="note">{shape_errors}</ul>' if shape_errors else "",
         "<h2>Training curves</h2>", _img(training_png(trained), "training loss curves"),

@@ -4,7 +4,13 @@ the loss shapes they draw.
 A loss's shape is its value f(x) and slope f'(x) over the log-ratio margin x = (pi_c - pi_r) - (ref_c - ref_r),
 evaluated with policy_chosen = x and the three other log-probs 0, the slope by autograd. The grid is one batch, so
 a loss that couples the examples of a batch (batch statistics) draws the shape it has on that batch. A discovered
-loss is drawn from its stored graph (rebuilt by the sandbox's trusted interpreter): no archived source runs here."""
+loss is drawn from its stored graph (rebuilt by the sandbox's trusted interpreter): no archived source runs here.
+
+What is drawn for losses with more inputs than the margin (`along_margin`): a length-normalised loss with
+completions of one token (lengths 1, so its per-token margin is x); a token-level loss with one-token completions
+(each per-token tensor is the (batch, 1) column of its summed log-prob, masks 1, per-token KL 0), so the curve is
+the loss along the summed margin; its label says so. A loss that needs inputs no margin fixes (SPA's extrapolated
+log-probs) is listed with the reason instead of a curve."""
 
 from __future__ import annotations
 
@@ -20,8 +26,8 @@ from matplotlib.ticker import MaxNLocator
 
 from evo.archive import Candidate
 from evo.status import Status
-from sandbox.interpreter import build_loss
-from trainer.losses import get_loss_spec
+from trainer.losses import LossInputs, LossSpec, get_loss_spec
+from trainer.losses.discovered import candidate_loss
 
 SHAPE_SPAN = 4.0  # the margin grid covers beta * x in [-SHAPE_SPAN, SHAPE_SPAN]
 SHAPE_POINTS = 401
@@ -29,8 +35,13 @@ SHAPE_CORE = 1.0  # the y range shows DPO whole and every loss over beta * x in 
 DPO_LOSS = "sigmoid"
 _PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 STATUS_COLOURS = {
-    Status.PROPOSED: "#9e9e9e", Status.UNPARSEABLE: "#8d6e63", Status.INVALID: "#e53935", Status.DUPLICATE: "#fb8c00",
-    Status.TRAINING: "#1e88e5", Status.DONE: "#43a047", Status.FAILED: "#6d4c41",
+    Status.PROPOSED: "#9e9e9e",
+    Status.UNPARSEABLE: "#8d6e63",
+    Status.INVALID: "#e53935",
+    Status.DUPLICATE: "#fb8c00",
+    Status.TRAINING: "#1e88e5",
+    Status.DONE: "#43a047",
+    Status.FAILED: "#6d4c41",
 }
 
 
@@ -49,7 +60,9 @@ def margin_grid(beta: float, points: int = SHAPE_POINTS) -> torch.Tensor:
     return torch.linspace(-half, half, points)
 
 
-def loss_shape(fn: Callable[..., torch.Tensor], margins: torch.Tensor, beta: float) -> tuple[np.ndarray, np.ndarray]:
+def loss_shape(
+    fn: Callable[..., torch.Tensor], margins: torch.Tensor, beta: float
+) -> tuple[np.ndarray, np.ndarray]:
     """f(x) and f'(x) of a sequence-level loss at each margin x (non-finite values become NaN: gaps in a plot)."""
     x = margins.detach().clone().requires_grad_(True)
     zeros = torch.zeros_like(x)
@@ -67,17 +80,49 @@ def loss_shape(fn: Callable[..., torch.Tensor], margins: torch.Tensor, beta: flo
     return finite(values), finite(slopes)
 
 
+def loss_spec(candidate: Candidate) -> LossSpec:
+    """The spec of a candidate: its registry loss (baselines) or the one its stored graph implies
+    (``sandbox.graph.GraphError`` for a malformed graph)."""
+    if candidate.loss is not None:
+        return get_loss_spec(candidate.loss)
+    if candidate.graph is None:
+        raise ValueError("archived without a graph: resume the run to validate it again")
+    return candidate_loss(candidate.name, candidate.graph, patience=0)
+
+
+def along_margin(spec: LossSpec) -> Callable[..., torch.Tensor]:
+    """The loss called like a sequence loss of the margin's four inputs (module docstring: lengths 1, one-token
+    completions for a token-level loss)."""
+    if spec.extrapolation_param is not None:
+        raise ValueError(
+            f"{spec.name} reads the extrapolated model's log-probs: it has no shape over the margin alone"
+        )
+    loss = spec.build()
+    if spec.level == "sequence":
+        if not spec.needs_lengths:
+            return loss
+        return lambda pc, pr, rc, rr, beta: loss(
+            pc, pr, rc, rr, beta, chosen_lengths=torch.ones_like(pc), rejected_lengths=torch.ones_like(pr)
+        )
+
+    def one_token(pc, pr, rc, rr, beta):
+        column = [t[:, None] for t in (pc, pr, rc, rr)]
+        ones, kl = torch.ones_like(column[0]), torch.zeros_like(column[0]) if spec.needs_kl else None
+        return loss(LossInputs(*column, ones, ones, chosen_kl=kl, rejected_kl=kl), beta)
+
+    return one_token
+
+
 def sequence_loss(candidate: Candidate) -> Callable[..., torch.Tensor]:
-    """The callable of a candidate: its registry loss (baselines) or its loss rebuilt from the stored graph
-    (``sandbox.graph.GraphError`` for a malformed one)."""
-    if candidate.loss is None:
-        if candidate.graph is None:
-            raise ValueError("archived without a graph: resume the run to validate it again")
-        return build_loss(candidate.graph)
-    spec = get_loss_spec(candidate.loss)
-    if spec.level != "sequence":
-        raise ValueError(f"{candidate.loss} is a token-level loss: it has no shape over the sequence margin")
-    return spec.build()
+    """The candidate's loss as a function of the margin's four inputs and beta (``along_margin``)."""
+    return along_margin(loss_spec(candidate))
+
+
+def shape_note(spec: LossSpec) -> str:
+    """What a curve of this loss shows, beyond the plain margin (empty for a plain sequence loss)."""
+    if spec.level == "token":
+        return " (token-level: one-token completions)"
+    return " (lengths 1)" if spec.needs_lengths else ""
 
 
 def shapes(candidates: Sequence[Candidate], beta: float) -> tuple[list[Shape], dict[str, str]]:
@@ -88,7 +133,12 @@ def shapes(candidates: Sequence[Candidate], beta: float) -> tuple[list[Shape], d
     for c in candidates:
         label = f"#{c.id} {c.name}"
         try:
-            out.append(Shape(label, margins.numpy(), *loss_shape(sequence_loss(c), margins, beta)))
+            spec = loss_spec(c)
+            out.append(
+                Shape(
+                    label + shape_note(spec), margins.numpy(), *loss_shape(along_margin(spec), margins, beta)
+                )
+            )
         except Exception as err:  # an archived graph is data: a loss that breaks here is reported, not fatal
             errors[label] = f"{type(err).__name__}: {err}"[:300]
     return out, errors
@@ -112,7 +162,9 @@ def _empty(ax, message: str) -> None:
     ax.set_yticks([])
 
 
-def _view_limits(reference: np.ndarray, others: Sequence[np.ndarray], core: np.ndarray) -> tuple[float, float]:
+def _view_limits(
+    reference: np.ndarray, others: Sequence[np.ndarray], core: np.ndarray
+) -> tuple[float, float]:
     """Y limits framing DPO's curve whole and every other curve near x = 0: a loss that explodes at the edges of
     the grid leaves the frame there instead of flattening the others; one offset far from DPO stays in view."""
     parts = [reference[np.isfinite(reference)]] + [a[core & np.isfinite(a)] for a in others]
@@ -127,8 +179,11 @@ def shapes_png(curves: Sequence[Shape], beta: float) -> str:
     fig = Figure(figsize=(11, 4.2))
     value_ax, slope_ax = fig.subplots(1, 2)
     for index, curve in enumerate(curves):
-        style = {"color": "black", "linestyle": "--", "linewidth": 2.2} if index == 0 else {
-            "color": _PALETTE[(index - 1) % len(_PALETTE)], "linewidth": 1.6}
+        style = (
+            {"color": "black", "linestyle": "--", "linewidth": 2.2}
+            if index == 0
+            else {"color": _PALETTE[(index - 1) % len(_PALETTE)], "linewidth": 1.6}
+        )
         value_ax.plot(curve.margins, curve.values, label=_plain(curve.label), **style)
         slope_ax.plot(curve.margins, curve.slopes, label=_plain(curve.label), **style)
     dpo, others = curves[0], curves[1:]
@@ -157,11 +212,26 @@ def fitness_png(done: Sequence[Candidate], reference: float | None) -> str:
     rng = np.random.default_rng(0)
     generations = sorted({c.generation for c in done})
     xs = [c.generation + rng.uniform(-0.12, 0.12) for c in done]
-    ax.errorbar(xs, [c.fitness for c in done], yerr=[c.stderr or 0.0 for c in done], fmt="o", color="#90a4ae",
-                markersize=4, elinewidth=0.8, label="candidate (+- stderr)")
+    ax.errorbar(
+        xs,
+        [c.fitness for c in done],
+        yerr=[c.stderr or 0.0 for c in done],
+        fmt="o",
+        color="#90a4ae",
+        markersize=4,
+        elinewidth=0.8,
+        label="candidate (+- stderr)",
+    )
     best = [max(c.fitness for c in done if c.generation == g) for g in generations]
     ax.plot(generations, best, "o-", color="#1e88e5", label="best of generation")
-    ax.step(generations, np.maximum.accumulate(best), where="post", color="#43a047", linewidth=2, label="best so far")
+    ax.step(
+        generations,
+        np.maximum.accumulate(best),
+        where="post",
+        color="#43a047",
+        linewidth=2,
+        label="best so far",
+    )
     if reference is not None:
         ax.axhline(reference, color="black", linestyle="--", linewidth=1, label="DPO")
     ax.set_xticks(generations)

@@ -14,6 +14,9 @@ The search validates source once, in sandbox children; everything else runs the 
     loss(policy_chosen, policy_rejected, reference_chosen, reference_rejected, beta)  # -> (batch,)
     reading = direction(loss, policy_chosen, policy_rejected, reference_chosen, reference_rejected, beta)
 
+A source whose entry function is `token_loss_fn` is validated against the token contract (`TOKEN`): per-token
+log-probs and masks of shape (batch, seq); see `sandbox.contract`.
+
 Nothing outside the sandbox turns source into a loss: callers store the graph and call `build_loss`. Names are
 imported lazily, so that torch-free users of `sandbox.policy` do not load everything.
 """
@@ -27,13 +30,16 @@ _EXPORTS = {
     "ExecutionResult": "sandbox.executor",
     "SandboxPool": "sandbox.executor",
     "SEQUENCE": "sandbox.contract",
+    "TOKEN": "sandbox.contract",
     "Contract": "sandbox.contract",
     "InputSpec": "sandbox.contract",
     "Direction": "sandbox.direction",
     "DirectionMonitor": "sandbox.direction",
     "direction": "sandbox.direction",
+    "token_direction": "sandbox.direction",
     "GradientReport": "sandbox.gradient_tests",
     "run_gradient_tests": "sandbox.gradient_tests",
+    "run_token_tests": "sandbox.token_tests",
     "GraphError": "sandbox.graph",
     "LossGraph": "sandbox.graph",
     "GraphLoss": "sandbox.interpreter",

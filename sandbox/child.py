@@ -25,7 +25,7 @@ import socket
 from collections.abc import Iterator
 from typing import Any
 
-from sandbox.contract import get_contract
+from sandbox.contract import KL_ROLES, LENGTH_ROLES, get_contract
 from sandbox.errors import bounded, describe_exception, describe_graph_error, describe_graph_failure
 from sandbox.gradient_tests import LossCallError, run_gradient_tests
 from sandbox.graph import GraphError, LossGraph
@@ -33,6 +33,7 @@ from sandbox.graph_decode import decode_graph
 from sandbox.interpreter import GraphRuntimeError, build_loss
 from sandbox.namespace import load_namespace
 from sandbox.novelty import canonical_form, fingerprint
+from sandbox.token_tests import run_token_tests
 from sandbox.tracer import TraceRejected, trace_loss
 
 CANONICAL_BUDGET_S = 2.0
@@ -106,8 +107,12 @@ def check_graph(data: Any) -> dict[str, Any]:
     except GraphError as exc:
         return reply(False, "trace", describe_graph_error(exc))
     loss = build_loss(graph)
+    bound = set(graph.inputs)
     try:
-        report = run_gradient_tests(loss)
+        if graph.contract == "token":
+            report = run_token_tests(loss, kl=bool(bound & set(KL_ROLES)))
+        else:
+            report = run_gradient_tests(loss, lengths=bool(bound & set(LENGTH_ROLES)))
     except LossCallError as exc:
         cause = exc.cause
         text = (
@@ -121,7 +126,7 @@ def check_graph(data: Any) -> dict[str, Any]:
     if not report.passed:
         return reply(False, "gradient_tests", report.message)
     try:
-        key = fingerprint(loss)
+        key = fingerprint(loss, graph)
     except Exception:  # a loss that passed the tests may still fail on the grid; it is then unkeyed
         key = None
     return reply(True, fingerprint=key, canonical_form=_timed_canonical_form(graph))

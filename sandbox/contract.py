@@ -3,7 +3,16 @@
 A candidate's parameters are bound to roles: the contract's required inputs positionally (whatever the
 candidate calls them), optional inputs by their role name (a parameter called `chosen_lengths`, say, when a
 contract offers one). Further parameters must have constant defaults; they are frozen into the graph. A graph
-records the roles it reads, so a contract can grow optional inputs without changing stored graphs.
+records the roles it binds, so a contract can grow optional inputs without changing stored graphs.
+
+Two contracts, chosen by the candidate's entry function (`ENTRIES`):
+
+- `sequence` (`loss_fn`): the four summed log-prob tensors (batch,) and beta; optional `chosen_lengths` and
+  `rejected_lengths`, the completion token counts as float tensors (batch,). A graph that never reads the two
+  reference inputs is reference-free (`reference_free`): training runs no reference model for it.
+- `token` (`token_loss_fn`): the per-token log-probs of policy and reference (batch, seq), the completion
+  masks (batch, seq; 1 on completion tokens, padding holds 0 in the log-probs) and beta; optional
+  `chosen_kl` and `rejected_kl`, the per-token KL(reference || policy) (batch, seq) that TDPO uses.
 """
 
 from __future__ import annotations
@@ -16,11 +25,13 @@ InputKind = Literal["tensor", "scalar"]
 
 @dataclass(frozen=True)
 class InputSpec:
-    """One input of a contract: its role name, a tensor of shape (batch, ...) or a Python scalar."""
+    """One input of a contract: its role name, a tensor of shape (batch,) or, `per_token`, (batch, seq), or a
+    Python scalar."""
 
     role: str
     kind: InputKind
     optional: bool = False
+    per_token: bool = False
 
 
 @dataclass(frozen=True)
@@ -45,6 +56,14 @@ class Contract:
                 return spec
         raise KeyError(f"the {self.name} contract has no input {role!r}")
 
+    @property
+    def per_token(self) -> bool:
+        return any(spec.per_token for spec in self.inputs)
+
+
+LENGTH_ROLES = ("chosen_lengths", "rejected_lengths")
+REFERENCE_ROLES = ("reference_chosen_logps", "reference_rejected_logps")
+KL_ROLES = ("chosen_kl", "rejected_kl")
 
 SEQUENCE = Contract(
     name="sequence",
@@ -54,11 +73,29 @@ SEQUENCE = Contract(
         InputSpec("reference_chosen_logps", "tensor"),
         InputSpec("reference_rejected_logps", "tensor"),
         InputSpec("beta", "scalar"),
+        *(InputSpec(role, "tensor", optional=True) for role in LENGTH_ROLES),
     ),
     batch_role="policy_chosen_logps",
 )
 
-CONTRACTS: dict[str, Contract] = {SEQUENCE.name: SEQUENCE}
+TOKEN = Contract(
+    name="token",
+    inputs=(
+        InputSpec("policy_chosen_token_logps", "tensor", per_token=True),
+        InputSpec("policy_rejected_token_logps", "tensor", per_token=True),
+        InputSpec("reference_chosen_token_logps", "tensor", per_token=True),
+        InputSpec("reference_rejected_token_logps", "tensor", per_token=True),
+        InputSpec("chosen_mask", "tensor", per_token=True),
+        InputSpec("rejected_mask", "tensor", per_token=True),
+        InputSpec("beta", "scalar"),
+        *(InputSpec(role, "tensor", optional=True, per_token=True) for role in KL_ROLES),
+    ),
+    batch_role="policy_chosen_token_logps",
+)
+
+CONTRACTS: dict[str, Contract] = {SEQUENCE.name: SEQUENCE, TOKEN.name: TOKEN}
+# The entry function a candidate defines names its contract.
+ENTRIES: dict[str, str] = {"loss_fn": SEQUENCE.name, "token_loss_fn": TOKEN.name}
 
 
 def get_contract(name: str) -> Contract:

@@ -7,7 +7,9 @@ all zero except in the tie cases). Cases cover float32 (the training dtype), bfl
 magnitudes, a large batch, ties and a batch of one (the direction is checked where the batch averages it:
 float32 and float64 batches of 8 or more; bfloat16 resolves summed log-probs too coarsely for it). Checks: output shape (batch,), floating dtype, a
 gradient, finite values and gradients, not all gradients zero, the direction (summed dL/d(policy_chosen) < 0
-and dL/d(policy_rejected) > 0) and not constant across cases.
+and dL/d(policy_rejected) > 0) and not constant across cases. A loss that reads the completion lengths (`lengths=True`) also gets them: token
+counts consistent with the log-probs (|reference log-prob| / a per-token NLL between 0.2 and 2.5, 1 to 4096).
+The token-level contract's tests are in `sandbox.token_tests`.
 
 In the sandbox these run on the loss rebuilt from its traced graph, never on the candidate's Python.
 """
@@ -61,6 +63,8 @@ class Inputs:
     reference_chosen: torch.Tensor
     reference_rejected: torch.Tensor
     beta: float
+    chosen_lengths: torch.Tensor | None = None
+    rejected_lengths: torch.Tensor | None = None
 
     @property
     def batch(self) -> int:
@@ -94,7 +98,14 @@ def draw_inputs(case: Case, rng: random.Random) -> Inputs:
     top = torch.stack([pol_chosen, pol_rejected, ref_chosen, ref_rejected]).amax(0)
     down = torch.clamp(top + 0.5, min=0.0)
     tensors = [(t - down).to(case.dtype) for t in (pol_chosen, pol_rejected, ref_chosen, ref_rejected)]
-    return Inputs(*tensors, beta=beta)
+    lengths = [_token_counts(t - down, gen).to(case.dtype) for t in (ref_chosen, ref_rejected)]
+    return Inputs(*tensors, beta=beta, chosen_lengths=lengths[0], rejected_lengths=lengths[1])
+
+
+def _token_counts(logps: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Completion lengths consistent with summed log-probs: |logp| / a per-token NLL in [0.2, 2.5]."""
+    per_token = 0.2 + 2.3 * torch.rand(logps.shape, generator=gen, dtype=torch.float64)
+    return torch.clamp(torch.round(logps.abs() / per_token), 1.0, 4096.0)
 
 
 @dataclass(frozen=True)
@@ -137,52 +148,78 @@ class LossCallError(Exception):
         self.cause = cause
 
 
-def call_loss(loss_fn: LossFn, inputs: Inputs, case: str) -> tuple[object, torch.Tensor, torch.Tensor]:
-    """Call the loss on the inputs (policy log-probs require grad); exceptions become LossCallError."""
+def call_loss(
+    loss_fn: LossFn, inputs: Inputs, case: str, lengths: bool = False
+) -> tuple[object, torch.Tensor, torch.Tensor]:
+    """Call the loss on the inputs (policy log-probs require grad; the completion lengths by keyword when
+    `lengths`); exceptions become LossCallError."""
     pol_chosen = inputs.policy_chosen.clone().requires_grad_(True)
     pol_rejected = inputs.policy_rejected.clone().requires_grad_(True)
+    extra = {"chosen_lengths": inputs.chosen_lengths, "rejected_lengths": inputs.rejected_lengths}
     try:
         out = loss_fn(
-            pol_chosen, pol_rejected, inputs.reference_chosen, inputs.reference_rejected, inputs.beta
+            pol_chosen,
+            pol_rejected,
+            inputs.reference_chosen,
+            inputs.reference_rejected,
+            inputs.beta,
+            **(extra if lengths else {}),
         )
     except Exception as exc:
         raise LossCallError(case, exc) from exc
     return out, pol_chosen, pol_rejected
 
 
-def run_gradient_tests(loss_fn: LossFn, seed: int | None = None) -> GradientReport:
-    """Run every case on freshly drawn inputs; raises LossCallError when the loss itself raises."""
-    seed = int.from_bytes(os.urandom(8), "little") if seed is None else seed
+def run_gradient_tests(loss_fn: LossFn, seed: int | None = None, lengths: bool = False) -> GradientReport:
+    """Run every case on freshly drawn inputs (with the completion lengths when `lengths`); raises LossCallError
+    when the loss itself raises."""
+    seed = new_seed() if seed is None else seed
     rng = random.Random(seed)
     failures: list[Failure] = []
     outputs: list[torch.Tensor] = []
     for case in CASES:
         inputs = draw_inputs(case, rng)
-        out, pol_chosen, pol_rejected = call_loss(loss_fn, inputs, case.name)
+        out, pol_chosen, pol_rejected = call_loss(loss_fn, inputs, case.name, lengths)
         try:
-            failure = _check_case(case, inputs.batch, out, pol_chosen, pol_rejected)
+            failure = check_case(case, inputs.batch, out, (pol_chosen, pol_rejected))
         except RuntimeError as exc:  # autograd through the loss failed
             raise LossCallError(case.name, exc) from exc
         if failure is not None:
             failures.append(Failure(failure[0], case.name, failure[1]))
         elif case.values:
             outputs.append(out.detach().double())
-    if not failures and _constant(outputs):
-        value = f"{outputs[0][0].item():.4g}"
-        detail = f"the loss is {value} for every input; it must depend on the log-probs"
-        failures.append(Failure("not_constant", "all", detail))
-    return GradientReport(tuple(failures), seed)
+    return GradientReport(tuple(failures + constant_failure(failures, outputs)), seed)
 
 
-def _constant(outputs: list[torch.Tensor]) -> bool:
+def new_seed() -> int:
+    return int.from_bytes(os.urandom(8), "little")
+
+
+def constant_failure(failures: list[Failure], outputs: list[torch.Tensor]) -> list[Failure]:
+    """The not-constant check over all cases' outputs (only when every case passed)."""
+    if failures or not outputs:
+        return []
     values = torch.cat([o.flatten() for o in outputs])
-    return bool((values == values[0]).all())
+    if not bool((values == values[0]).all()):
+        return []
+    detail = f"the loss is {values[0].item():.4g} for every input; it must depend on the log-probs"
+    return [Failure("not_constant", "all", detail)]
 
 
-def _check_case(
-    case: Case, batch: int, out: object, pol_chosen: torch.Tensor, pol_rejected: torch.Tensor
+SEQUENCE_NAMES = ("policy_chosen_logps", "policy_rejected_logps")
+
+
+def check_case(
+    case: Case,
+    batch: int,
+    out: object,
+    policy: tuple[torch.Tensor, torch.Tensor],
+    names: tuple[str, str] = SEQUENCE_NAMES,
+    masks: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[str, str] | None:
-    """(test name, what was seen) for the first check the case fails, None when it passes."""
+    """(test name, what was seen) for the first check the case fails, None when it passes. `policy` are the
+    chosen and rejected policy inputs (named `names`); with `masks` (per-token inputs) only the gradients on
+    completion tokens count for the not-all-zero and direction checks (padding does not train)."""
     if not isinstance(out, torch.Tensor):
         return "output", "the loss is not a tensor; return a tensor of shape (batch,)"
     if tuple(out.shape) != (batch,):
@@ -203,13 +240,14 @@ def _check_case(
             f"{int(bad.sum())} of {batch} losses are nan/inf; keep exp() arguments bounded, or use F.logsigmoid "
             "/ F.softplus"
         )
-    grads = torch.autograd.grad(out.sum(), [pol_chosen, pol_rejected], allow_unused=True)
-    names = ("policy_chosen_logps", "policy_rejected_logps")
+    grads = list(torch.autograd.grad(out.sum(), list(policy), allow_unused=True))
     for name, grad in zip(names, grads, strict=True):
         if grad is None:
             return "gradient", f"the loss does not depend on {name}"
         if not torch.isfinite(grad).all():
             return "gradient", f"the gradient with respect to {name} has nan/inf values"
+    if masks is not None:
+        grads = [g * m for g, m in zip(grads, masks, strict=True)]
     if not any(bool(g.any()) for g in grads):
         return "gradient", "all gradients are zero, so training would not move the policy"
     if not case.direction:
@@ -217,12 +255,12 @@ def _check_case(
     grad_chosen, grad_rejected = (g.double().sum().item() for g in grads)
     if not grad_chosen < 0.0:
         return "direction", (
-            f"summed dL/d(policy_chosen_logps) is {grad_chosen:+.3g}, must be < 0: the loss must fall as the "
+            f"summed dL/d({names[0]}) is {grad_chosen:+.3g}, must be < 0: the loss must fall as the "
             "chosen log-prob rises"
         )
     if not grad_rejected > 0.0:
         return "direction", (
-            f"summed dL/d(policy_rejected_logps) is {grad_rejected:+.3g}, must be > 0: the loss must fall as "
+            f"summed dL/d({names[1]}) is {grad_rejected:+.3g}, must be > 0: the loss must fall as "
             "the rejected log-prob falls"
         )
     return None

@@ -108,6 +108,16 @@ class LossGraph:
     inputs: tuple[str, ...]
     variants: tuple[Variant, ...]
 
+    @property
+    def reads(self) -> frozenset[str]:
+        """The roles that some node (or the output) of some variant reads; a bound input may go unread."""
+        found: set[str] = set()
+        for variant in self.variants:
+            for node in variant.nodes:
+                _collect_roles([*node.args, *(value for _, value in node.kwargs)], found)
+            _collect_roles(variant.output, found)
+        return frozenset(found)
+
     def variant_for(self, batch: int) -> Variant:
         """The variant that applies to a batch of `batch` examples."""
         wanted = "one" if batch == 1 else "many"
@@ -127,6 +137,17 @@ class LossGraph:
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def _collect_roles(value: Any, found: set[str]) -> None:
+    if isinstance(value, Ref):
+        if value.role is not None:
+            found.add(value.role)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _collect_roles(item, found)
+    elif isinstance(value, slice):
+        _collect_roles([value.start, value.stop, value.step], found)
 
 
 def _encode_node(node: Node) -> dict[str, Any]:

@@ -28,6 +28,8 @@ SYMBOLS: dict[str, sympy.Symbol] = {
     "reference_chosen_logps": REFERENCE_CHOSEN,
     "reference_rejected_logps": REFERENCE_REJECTED,
     "beta": BETA,
+    "chosen_lengths": sympy.Symbol("chosen_lengths", positive=True),
+    "rejected_lengths": sympy.Symbol("rejected_lengths", positive=True),
 }
 MAX_EXPONENT = 64
 

@@ -9,7 +9,8 @@ graph changes from one call to the next (state kept across calls).
 
 Control flow on a size (`if x.numel() > 1`) is the one exception: it is recorded as a guard node. It must not
 change for any batch size of two or more (checked over `GUARD_BATCHES`); when it differs for a batch of one,
-a second variant is traced for that case.
+a second variant is traced for that case. In a per-token contract no size condition may change with the
+sequence length either (checked over `GUARD_SEQUENCES`): the batch-of-one test there is `x.shape[0] > 1`.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ from sandbox.namespace import CANDIDATE_FILENAME
 from sandbox.ops import ATTRIBUTES, DTYPE_NAMES, FUNCTION_NAMES, SIZE_ATTRIBUTES, SIZE_METHODS, TENSOR_METHODS
 
 GUARD_BATCHES = (*range(1, 65), 100, 128, 255, 256, 511, 512, 1000, 1024, 4096)
+# Per-token contracts: the sequence lengths over which no size condition may change (the padded length of a
+# batch depends on the other examples in it), and the length assumed while tracing.
+GUARD_SEQUENCES = (1, 2, 3, 5, 8, 13, 31, 64, 100, 128, 255, 256, 511, 512, 1000, 1024, 2048, 4096)
+TRACE_SEQUENCE = 7
 MAX_CONSTANT_ELEMENTS = 64
 
 
@@ -145,11 +150,13 @@ def _tensor_constant(tensor: torch.Tensor) -> TensorConstant:
     return TensorConstant(tensor.detach().cpu().tolist(), DTYPE_NAMES[tensor.dtype])
 
 
-def dummy_inputs(contract: Contract, batch: int) -> dict[str, Any]:
-    """Plain inputs of the contract's shapes for evaluating size conditions (values do not matter)."""
+def dummy_inputs(contract: Contract, batch: int, sequence: int = TRACE_SEQUENCE) -> dict[str, Any]:
+    """Plain inputs of the contract's shapes for evaluating size conditions (values do not matter): (batch,)
+    tensors, (batch, sequence) for per-token inputs, 0.1 for scalars."""
     inputs: dict[str, Any] = {}
     for spec in contract.inputs:
-        inputs[spec.role] = torch.zeros(batch) if spec.kind == "tensor" else 0.1
+        shape = (batch, sequence) if spec.per_token else (batch,)
+        inputs[spec.role] = torch.zeros(shape) if spec.kind == "tensor" else 0.1
     return inputs
 
 
@@ -299,17 +306,36 @@ def trace_once(function: Any, contract: Contract, batch: int, kind: str) -> _Tra
     return _Trace(to_variant(tracer.graph, kind, result.node), tracer.guards, roles)
 
 
-def _first_failing_batch(variant: Variant, contract: Contract, batches: tuple[int, ...]) -> int | None:
+def _first_failing_batch(
+    variant: Variant, contract: Contract, batches: tuple[int, ...], sequence: int = TRACE_SEQUENCE
+) -> int | None:
     """The first batch size (of `batches`) at which a guard of the variant fails, None when all hold."""
     last = max(i for i, n in enumerate(variant.nodes) if n.op == "guard")
     for batch in batches:
         try:
-            run_variant(variant, dummy_inputs(contract, batch), stop_after=last)
+            run_variant(variant, dummy_inputs(contract, batch, sequence), stop_after=last)
         except GuardMismatch:
             return batch
         except GraphRuntimeError:
             continue  # not a guard problem; the gradient tests report it
     return None
+
+
+def _check_sequence_guards(variants: tuple[Variant, ...], contract: Contract) -> None:
+    """Per-token contracts: reject size conditions that change with the sequence length."""
+    for variant in variants:
+        if not any(n.op == "guard" for n in variant.nodes):
+            continue
+        batch = {"one": (1,), "many": (2, 9)}.get(variant.batch, (1, 2, 9))
+        for sequence in GUARD_SEQUENCES:
+            if _first_failing_batch(variant, contract, batch, sequence) is not None:
+                line = next(n.line for n in variant.nodes if n.op == "guard")
+                raise TraceRejected(
+                    "sequence-length",
+                    f"control flow depends on the sequence length (it changes at a length of {sequence}); "
+                    "per-token losses must not branch on sizes other than a batch of one",
+                    line,
+                )
 
 
 def trace_loss(function: Any, contract: Contract, rng: random.Random | None = None) -> LossGraph:
@@ -336,6 +362,8 @@ def trace_loss(function: Any, contract: Contract, rng: random.Random | None = No
             "the loss computed a different graph on a second call: keep no state between calls (no mutable "
             "default arguments, no counters) and do not depend on randomness",
         )
+    if contract.per_token:
+        _check_sequence_guards(variants, contract)
     graph = LossGraph(contract.name, many.roles, variants)
     try:
         return decode_graph(graph.to_json())

@@ -10,12 +10,14 @@ FILE [--json] [--graph]` exits 0 when valid, 1 when invalid, 2 on a usage error;
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import sys
 import time
 from dataclasses import dataclass, replace
 from typing import Any
 
+from sandbox.contract import ENTRIES
 from sandbox.executor import SandboxPool, ZygoteError
 from sandbox.graph import GraphError
 from sandbox.graph_decode import decode_graph
@@ -52,13 +54,28 @@ class ValidationResult:
         return {**payload, "graph": self.graph} if with_graph else payload
 
 
+def entry_of(source: str) -> str:
+    """The entry function a candidate defines: `token_loss_fn` (token contract) when it defines that and no
+    `loss_fn`, else `loss_fn` (sequence contract; the policy check reports a missing one)."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return "loss_fn"
+    defined = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+    return "token_loss_fn" if "token_loss_fn" in defined and "loss_fn" not in defined else "loss_fn"
+
+
 def validate_source(
-    source: str, *, entry: str = "loss_fn", pool: SandboxPool | None = None, contract: str = "sequence"
+    source: str, *, entry: str | None = None, pool: SandboxPool | None = None, contract: str | None = None
 ) -> ValidationResult:
     """Validate `source` against a loss contract; never raises for anything the candidate does.
 
-    Without `pool` a temporary one is started and closed (seconds); the search loop passes its own.
+    Without `entry` the candidate's own entry function names its contract (`entry_of`, `contract.ENTRIES`);
+    without `contract`, the entry's (sequence for any other name: registry functions validate under their own
+    name). Without `pool` a temporary one is started and closed (seconds); the search loop passes its own.
     """
+    entry = entry or entry_of(source)
+    contract = contract or ENTRIES.get(entry, "sequence")
     started = time.perf_counter()
     violations = check_policy(source, entry=entry)
     if violations:
@@ -98,10 +115,12 @@ def validate_source(
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m sandbox.validate", description=__doc__.splitlines()[0])
-    parser.add_argument("file", help="file holding the loss source (sequence-level contract)")
+    parser.add_argument("file", help="file holding the loss source (loss_fn: sequence, token_loss_fn: token)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--graph", action="store_true", help="include the traced graph in the JSON object")
-    parser.add_argument("--entry", default="loss_fn", help="name of the loss function (default: loss_fn)")
+    parser.add_argument(
+        "--entry", default=None, help="name of the loss function (default: loss_fn or token_loss_fn)"
+    )
     return parser.parse_args(argv)
 
 

@@ -33,7 +33,9 @@ def _json_objects(text: str) -> list[dict]:
     return found
 
 
-def parse_reply(text: str, usage: Usage = Usage(), fallback_name: str = "candidate") -> Proposal | Unparseable:
+def parse_reply(
+    text: str, usage: Usage = Usage(), fallback_name: str = "candidate"
+) -> Proposal | Unparseable:
     if not text or not text.strip():
         return Unparseable("the reply was empty", text or "", usage)
     for obj in _json_objects(text):
@@ -54,7 +56,8 @@ def parse_reply(text: str, usage: Usage = Usage(), fallback_name: str = "candida
             return Proposal(name=fallback_name, code=block.strip() + "\n", thought=thought, usage=usage)
     if "{" in text and '"code"' in text:
         return Unparseable("the JSON object was truncated or malformed", text, usage)
-    if "def loss_fn" in text:
-        start = text.index("def loss_fn")
-        return Proposal(name=fallback_name, code=text[start:].strip() + "\n", usage=usage)
+    for entry in ("def loss_fn", "def token_loss_fn"):  # the two contracts' entry functions
+        if entry in text:
+            start = text.index(entry)
+            return Proposal(name=fallback_name, code=text[start:].strip() + "\n", usage=usage)
     return Unparseable('no JSON object with a "code" field and no fenced code block', text, usage)

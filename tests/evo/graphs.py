@@ -9,7 +9,7 @@ from sandbox.policy import check_policy
 from sandbox.validate import validate_source
 
 
-def validated_graph(source: str, pool: SandboxPool, entry: str = "loss_fn") -> str:
+def validated_graph(source: str, pool: SandboxPool, entry: str | None = None) -> str:
     """The JSON text of the graph of source that passes validation (as the search stores it)."""
     result = validate_source(source, entry=entry, pool=pool)
     assert result.valid, f"[{result.stage}] {result.error}"

@@ -78,6 +78,8 @@ def test_prompt_carries_the_archive_context(tmp_path):
         _proposer(server.base_url).propose(archive, 2)
         system, user = server.requests[0]
     assert "def loss_fn" in system["content"] and '"code"' in system["content"]
+    for term in ("def token_loss_fn", "chosen_lengths", "reference-free", "chosen_kl", "chosen_mask"):
+        assert term in system["content"]  # both contracts, their optional inputs and the reference-free rule
     assert "dpo (fitness 0.6100 +- 0.0300)" in user["content"]
     assert "import of os is not allowed" in user["content"]
     assert done == 1

@@ -10,11 +10,11 @@ import yaml
 
 from evaluators import make_spec
 from evo.config import FitnessConfig, SearchConfig, load_config, to_dict
-from evo.loop import PIPELINE_BASELINES
 from trainer.config import TrainingConfig, TrainRun
 from trainer.deepspeed import accelerate_config, config_names, config_path
 from trainer.deepspeed import load_config as load_deepspeed_config
 from trainer.deepspeed.launch import launch_plan
+from trainer.pipelines.baseline_names import PIPELINE_BASELINES
 from trainer.trainer import PreferenceConfig
 
 RECIPE_DIR = Path(__file__).resolve().parents[2] / "runs" / "recipes"

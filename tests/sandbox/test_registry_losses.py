@@ -4,6 +4,7 @@ the loss rebuilt from its graph computes what the registry's function computes, 
 import pytest
 import torch
 
+from sandbox.contract import LENGTH_ROLES
 from sandbox.interpreter import build_loss
 from sandbox.validate import validate_source
 from trainer.losses import get_loss_spec, loss_names
@@ -26,11 +27,14 @@ def test_registry_loss_is_valid(name, verdicts):
 
 @pytest.mark.parametrize("name", loss_names("sequence"))
 def test_graph_matches_the_registry_function(name, verdicts):
-    loss, reference = build_loss(verdicts[name].graph), get_loss_spec(name).build()
+    spec = get_loss_spec(name)
+    loss, reference = build_loss(verdicts[name].graph), spec.build()
     gen = torch.Generator().manual_seed(0)
     for batch in (1, 2, 6, 33):
         args = [-torch.rand(batch, generator=gen) * 300 for _ in range(4)]
-        torch.testing.assert_close(loss(*args, 0.1), reference(*args, 0.1), equal_nan=True)
+        lengths = {role: torch.randint(1, 200, (batch,), generator=gen).float() for role in LENGTH_ROLES}
+        extra = lengths if spec.needs_lengths else {}
+        torch.testing.assert_close(loss(*args, 0.1, **extra), reference(*args, 0.1, **extra), equal_nan=True)
 
 
 def test_batch_statistics_get_a_batch_of_one_variant(verdicts):

@@ -11,7 +11,7 @@ from sandbox.graph import MAX_NODES, GraphError, LossGraph, Node, Ref, TensorCon
 from sandbox.graph_decode import decode_graph
 from sandbox.interpreter import GraphRuntimeError, GuardMismatch, build_loss, release_plan, run_variant
 
-ROLES = [spec.role for spec in SEQUENCE.inputs]
+ROLES = [spec.role for spec in SEQUENCE.required]
 PC, PR, RC, RR, BETA = (Ref(role=r) for r in ROLES)
 
 

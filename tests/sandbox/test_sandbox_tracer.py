@@ -1,14 +1,13 @@
 """Tracing (as the sandbox's tracing child does it): what becomes a graph, and what is refused, with its rule and
 candidate line."""
 
-import dataclasses
 import random
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from sandbox.contract import CONTRACTS, SEQUENCE, Contract, InputSpec
+from sandbox.contract import SEQUENCE
 from sandbox.interpreter import build_loss
 from sandbox.namespace import load_namespace
 from sandbox.tracer import TraceRejected, trace_loss
@@ -89,7 +88,7 @@ def test_a_size_condition_true_for_every_batch_needs_one_variant():
 def test_parameters_bind_to_roles_and_defaults_are_frozen():
     source = "def loss_fn(a, b, c, d, beta, tau=0.5, mode='none'):\n    return -F.logsigmoid(beta * ((a - b) - (c - d)) / tau)\n"
     graph = trace_loss(load_namespace(source)["loss_fn"], SEQUENCE)
-    assert graph.inputs == tuple(s.role for s in SEQUENCE.inputs)
+    assert graph.inputs == tuple(s.role for s in SEQUENCE.required)
     pc, pr, rc, rr = _batch()
     torch.testing.assert_close(
         build_loss(graph)(pc, pr, rc, rr, 0.1), -F.logsigmoid(0.2 * ((pc - pr) - (rc - rr)))
@@ -100,16 +99,9 @@ def test_parameters_bind_to_roles_and_defaults_are_frozen():
         trace_loss(load_namespace("def loss_fn(a, b, beta):\n    return a - b\n")["loss_fn"], SEQUENCE)
 
 
-def test_an_optional_input_of_a_contract_is_bound_by_name(monkeypatch):
-    lengths = dataclasses.replace(
-        SEQUENCE,
-        name="sequence-lengths",
-        inputs=(*SEQUENCE.inputs, InputSpec("chosen_lengths", "tensor", optional=True)),
-    )
-    assert isinstance(lengths, Contract)
-    monkeypatch.setitem(CONTRACTS, lengths.name, lengths)
+def test_an_optional_input_of_a_contract_is_bound_by_name():
     source = "def loss_fn(a, b, c, d, beta, chosen_lengths=None):\n    return -F.logsigmoid(beta * (a / chosen_lengths - b))\n"
-    graph = trace_loss(load_namespace(source)["loss_fn"], lengths)
+    graph = trace_loss(load_namespace(source)["loss_fn"], SEQUENCE)
     assert graph.inputs[-1] == "chosen_lengths"
     roles = {n.args[1].role for n in graph.variants[0].nodes if n.target == "operator.truediv"}
     assert roles == {"chosen_lengths"}

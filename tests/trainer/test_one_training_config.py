@@ -22,12 +22,12 @@ from evaluators.fitness import Fitness
 from evo.archive import Archive
 from evo.config import load_config
 from evo.job import CandidateJob, run_job
-from evo.loop import baseline_loss
 from evo.retrain import main as retrain_main
 from trainer import train as train_cli
 from trainer.arguments import add_arguments, flag, from_arguments
 from trainer.config import LAUNCH_FIELDS, TrainingConfig, TrainRun
 from trainer.pipelines import compare, granular, spa, spin
+from trainer.pipelines.baseline_names import baseline_loss
 from trainer.pipelines.baselines import run_baseline
 from trainer.trainer import PreferenceConfig
 

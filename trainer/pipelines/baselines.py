@@ -11,8 +11,8 @@ training step of a method, with the method's loss in place of ``training.loss`` 
 ``train_pairs_path`` is a preference file (TRL prompt/chosen/rejected, as the verifiable data builder writes).
 What each method makes of the pairs:
 
-- ``dpo`` (the ``sigmoid`` loss), ``ipo``, ``hinge``, ``discopop``, ``tdpo1``, ``tdpo2``: that loss on the
-  pairs.
+- ``dpo`` (the ``sigmoid`` loss) and every other registry loss (``trainer.losses.loss_names()``, or a weighted
+  combination such as ``0.8*sigmoid+sft``): that loss on the pairs (``baseline_names.baseline_loss``).
 - ``spin``: the chosen responses are the SFT answers; ``options.iterations`` SPIN iterations.
 - ``spa``: the first ``seed_fraction`` of the pairs is the labelled seed set, the other pairs' prompts are the
   unlabelled prompts; ``iterations`` SPA iterations.
@@ -35,12 +35,14 @@ from trainer.config import TrainingConfig
 from trainer.data import normalize_rows, read_rows
 from trainer.generation import SamplingConfig, sample_responses
 from trainer.pipelines.aepo import AepoConfig, run_aepo
+from trainer.pipelines.baseline_names import baseline_loss
 from trainer.pipelines.common import file_identity, train, train_facts
 from trainer.pipelines.rewards import verifiable_reward
 from trainer.pipelines.spa import SpaConfig, run_spa
 from trainer.pipelines.spin import SpinConfig, run_spin
 from trainer.pipelines.state import PipelineState, write_jsonl
 
+# Every registry loss is a baseline under its own name (``baseline_names``); these are the ones named here.
 LOSS_BASELINES = {
     "dpo": "sigmoid",
     "ipo": "ipo",
@@ -121,8 +123,11 @@ def _unique_prompts(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def loss_baseline(
     name: str, training: TrainingConfig, train_pairs_path: str, output_dir: str, options: MethodOptions
 ) -> str:
-    """``LOSS_BASELINES[name]`` trained on the pairs."""
-    training = training.with_loss(LOSS_BASELINES[name])
+    """The registry loss ``name`` stands for (``baseline_names.baseline_loss``) trained on the pairs."""
+    loss = baseline_loss(name)
+    if loss is None:
+        raise KeyError(f"{name!r} is a procedure, not a loss baseline")
+    training = training.with_loss(loss)
     directory = Path(output_dir)
     state = PipelineState(directory, _recorded(name, training, train_pairs_path, options))
     state.run("train", lambda: train_facts(train(training, Path(train_pairs_path), directory / "model")))
@@ -235,8 +240,8 @@ def run_baseline(
 ) -> str:
     """Train baseline ``name`` from ``training.model`` on ``train_pairs_path`` into ``output_dir``; returns the
     checkpoint folder."""
-    try:
-        method = BASELINES[name]
-    except KeyError:
-        raise KeyError(f"unknown baseline {name!r}; known: {', '.join(sorted(BASELINES))}") from None
+    method = BASELINES.get(name)
+    if method is None:
+        baseline_loss(name)  # KeyError listing what is known
+        method = loss_baseline
     return method(name, training, str(train_pairs_path), str(output_dir), options or MethodOptions())
