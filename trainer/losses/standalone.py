@@ -33,11 +33,6 @@ def simpo(
     )
 
 
-def _log1mexp(x):
-    """``log(1 - exp(x))`` for ``x < 0``, branching at ``-ln 2`` as TRL's ORPO does."""
-    return torch.where(x < -0.6931471805599453, torch.log1p(-torch.exp(x)), torch.log(-torch.expm1(x)))
-
-
 def orpo(
     policy_chosen_logps,
     policy_rejected_logps,
@@ -57,7 +52,12 @@ def orpo(
     log-probs are not read."""
     chosen = policy_chosen_logps / chosen_lengths.clamp(min=1.0)
     rejected = policy_rejected_logps / rejected_lengths.clamp(min=1.0)
-    log_odds = (chosen - rejected) - (_log1mexp(chosen) - _log1mexp(rejected))
+    # log(1 - exp(a)) for a < 0, branching at -ln 2 as TRL's ORPO does (written out: the body is all the sandbox sees)
+    both = torch.stack((chosen, rejected))
+    log1mexp = torch.where(
+        both < -0.6931471805599453, torch.log1p(-torch.exp(both)), torch.log(-torch.expm1(both))
+    )
+    log_odds = (chosen - rejected) - (log1mexp[0] - log1mexp[1])
     nll = -policy_chosen_logps.sum() / chosen_lengths.sum().clamp(min=1.0)
     return nll - beta * F.logsigmoid(log_odds)
 

@@ -7,6 +7,8 @@ papers are those TRL's documentation (``docs/source/dpo_trainer.md``) names for 
 The length-normalised losses (``ipo``, ``sigmoid_norm``, ``sft``) take ``chosen_lengths`` and
 ``rejected_lengths``, the completion token counts; TRL clamps them to at least 1, and so do these."""
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -43,9 +45,8 @@ def exo_pair(
     logits = beta * (
         (policy_chosen_logps - reference_chosen_logps) - (policy_rejected_logps - reference_rejected_logps)
     )
-    epsilon = torch.as_tensor(label_smoothing, dtype=logits.dtype, device=logits.device)
-    chosen_term = torch.sigmoid(logits) * (F.logsigmoid(logits) - torch.log1p(-epsilon))
-    rejected_term = torch.sigmoid(-logits) * (F.logsigmoid(-logits) - torch.log(epsilon))
+    chosen_term = torch.sigmoid(logits) * (F.logsigmoid(logits) - math.log1p(-label_smoothing))
+    rejected_term = torch.sigmoid(-logits) * (F.logsigmoid(-logits) - math.log(label_smoothing))
     return chosen_term + rejected_term
 
 
