@@ -67,7 +67,8 @@ class TrainingConfig:
     gradient_checkpointing: bool = _knob(False, "recompute activations in the backward pass: less memory")
     seed: int = _knob(0, "seed of the data order and the initialization of new weights")
     dtype: Dtype = _knob(
-        "auto", "auto (bf16 on CUDA GPUs that support it, else float32) | float32 | bfloat16"
+        "auto",
+        "auto (bf16 autocast on GPUs and CPUs with AMX or AVX512-BF16, else float32) | float32 | bfloat16",
     )
     # evo.retrain launches accelerate with it; search jobs and the command-line tools train in their process
     deepspeed: str | None = _knob(
