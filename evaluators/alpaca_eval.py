@@ -34,7 +34,7 @@ from evaluators.cli import print_fitness
 from evaluators.fitness import Fitness, FitnessUnavailable
 from evaluators.judge import JudgeConfig, add_judge_arguments, judge_from_arguments
 from evaluators.sources import ALPACA_EVAL_REFERENCE_OUTPUTS, fetch
-from trainer.generation import SamplingConfig, chat, load_model
+from trainer.generation import SamplingConfig, sample_responses
 from trainer.models import cache_root
 
 ANNOTATOR_NAME = "evopo_judge"
@@ -56,7 +56,13 @@ class AlpacaEvalSpec:
     batch_size: int = 8
     conv_template: str | None = None
     seed: int = 0
-    lc_gamed_file: str | None = None  # df_gamed.csv for the length-controlled fit; None: Hugging Face cache/download
+    lc_gamed_file: str | None = (
+        None  # df_gamed.csv for the length-controlled fit; None: Hugging Face cache/download
+    )
+    backend: str = (
+        "auto"  # generation, as trainer.generation.SamplingConfig: auto is vLLM on a GPU when installed
+    )
+    dtype: str = "auto"
 
 
 def lc_gamed_file(spec: AlpacaEvalSpec) -> Path:
@@ -65,7 +71,9 @@ def lc_gamed_file(spec: AlpacaEvalSpec) -> Path:
     if spec.lc_gamed_file:
         path = Path(spec.lc_gamed_file).expanduser()
         if not path.is_file():
-            raise FitnessUnavailable(f"--lc-gamed-file / fitness.alpaca_eval.lc_gamed_file: no file at {path}")
+            raise FitnessUnavailable(
+                f"--lc-gamed-file / fitness.alpaca_eval.lc_gamed_file: no file at {path}"
+            )
         return path
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
@@ -112,13 +120,15 @@ def model_outputs(
     stored = {row["instruction"]: row for row in json.loads(path.read_text())} if path.exists() else {}
     missing = [row for row in instances if row["instruction"] not in stored]
     if missing:
-        policy, tokenizer = load_model(model)
         config = SamplingConfig(
-            max_new_tokens=spec.max_new_tokens, batch_size=spec.batch_size, seed=spec.seed
+            max_new_tokens=spec.max_new_tokens,
+            batch_size=spec.batch_size,
+            seed=spec.seed,
+            backend=spec.backend,
+            dtype=spec.dtype,
         )
-        replies = chat(
-            policy,
-            tokenizer,
+        replies = sample_responses(
+            model,
             [[{"role": "user", "content": r["instruction"]}] for r in missing],
             config,
             spec.conv_template,
@@ -257,7 +267,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--conv-template", default=None, help="FastChat conversation template name")
     parser.add_argument(
-        "--lc-gamed-file", default=None,
+        "--lc-gamed-file",
+        default=None,
         help=f"local {GAMED_FILE} for the length-controlled fit (default: the Hugging Face cache, else {GAMED_URL})",
     )
     add_judge_arguments(parser, default_model="gpt-4-1106-preview")

@@ -42,7 +42,9 @@ from trainer.models import cache_root
 
 # FastChat's fastchat/llm_judge/common.py.
 NEED_REF_CATS = ("math", "reasoning", "coding", "arena-hard-200")
-UNRATED = -1  # a judgment row's score when the judge gave no rating, as FastChat's files and show_result have it
+UNRATED = (
+    -1
+)  # a judgment row's score when the judge gave no rating, as FastChat's files and show_result have it
 JUDGE_MAX_TOKENS = 2048
 
 
@@ -62,6 +64,8 @@ class MTBenchSpec:
     batch_size: int = 8
     conv_template: str | None = None  # a FastChat conversation template name instead of the chat template
     seed: int = 0
+    backend: str = "auto"  # answer generation, as trainer.generation.SamplingConfig: auto is vLLM on a GPU
+    dtype: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -234,6 +238,8 @@ def evaluate(model_dir: str | Path, spec: MTBenchSpec) -> Fitness:
         spec.batch_size,
         spec.conv_template,
         spec.seed,
+        spec.backend,
+        spec.dtype,
     )
     references = load_jsonl_by_id(fetch(spec.reference_answers))
     tasks = make_tasks(

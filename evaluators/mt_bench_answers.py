@@ -17,7 +17,7 @@ from typing import Any
 import shortuuid
 
 from trainer.chat import Messages
-from trainer.generation import SamplingConfig, chat, load_model
+from trainer.generation import SamplingConfig, chat, choose_backend, load_model, sample_responses
 
 # FastChat's fastchat/llm_judge/common.py (that module imports anthropic, so the values are restated here).
 TEMPERATURE_CONFIG = {
@@ -51,13 +51,18 @@ def generate_answers(
     batch_size: int,
     conv_template: str | None = None,
     seed: int = 0,
+    backend: str = "auto",
+    dtype: str = "auto",
 ) -> dict[int, dict[str, Any]]:
-    """Answers to `questions`, generating only the missing ones; the file keeps answers to other questions too."""
+    """Answers to `questions`, generating only the missing ones; the file keeps answers to other questions too.
+    `backend` and `dtype` as in `SamplingConfig`: the hf backend loads the model once for all turns, vLLM runs
+    once per turn and temperature."""
     answers = load_jsonl_by_id(answer_file)
     missing = [q for q in questions if q["question_id"] not in answers]
     if not missing:
         return answers
-    policy, tokenizer = load_model(model)
+    backend = choose_backend(backend)
+    loaded = load_model(model, dtype) if backend == "hf" else None
     history: dict[int, Messages] = {q["question_id"]: [] for q in missing}
     replies: dict[int, list[str]] = {q["question_id"]: [] for q in missing}
     for turn in range(max(len(q["turns"]) for q in missing)):
@@ -76,15 +81,14 @@ def generate_answers(
                 temperature=temperature,
                 batch_size=batch_size,
                 seed=seed + turn,
+                backend=backend,
+                dtype=dtype,
             )
-            outputs = chat(
-                policy,
-                tokenizer,
-                conversations,
-                config,
-                conv_template,
-                description=f"MT-Bench turn {turn + 1} (T={temperature})",
-            )
+            description = f"MT-Bench turn {turn + 1} (T={temperature})"
+            if loaded is None:
+                outputs = sample_responses(model, conversations, config, conv_template, description)
+            else:
+                outputs = chat(*loaded, conversations, config, conv_template, description)
             for question, conversation, output in zip(group, conversations, outputs, strict=True):
                 history[question["question_id"]] = conversation + [
                     {"role": "assistant", "content": output[0]}

@@ -27,12 +27,16 @@ from evaluators.fitness import Fitness, proportion_stderr
 from evaluators.verifiable_data import PairBuildConfig, build_pairs
 from evaluators.verifiable_families import DEFAULT_FAMILIES, FAMILIES
 from evaluators.verifiable_prompts import Prompt, make_prompts, topics
-from trainer.generation import SamplingConfig, chat, load_model
+from trainer.chat import Messages
+from trainer.config import DTYPES
+from trainer.generation import BACKENDS, SamplingConfig, chat, sample_responses
 
 
 @dataclass(frozen=True)
 class VerifiableSpec:
-    """The held-out set (families x the first `n_heldout_topics` held-out topics) and greedy decoding settings."""
+    """The held-out set (families x the first `n_heldout_topics` held-out topics) and greedy decoding settings;
+    `backend` and `dtype` as in `trainer.generation.SamplingConfig` (auto: vLLM on a GPU when installed, bf16
+    where the hardware is fast)."""
 
     families: tuple[str, ...] = DEFAULT_FAMILIES
     n_heldout_topics: int = 25
@@ -40,6 +44,8 @@ class VerifiableSpec:
     max_new_tokens: int = 64
     batch_size: int = 32
     generations_path: str | None = None  # write every held-out response here (JSONL) when set
+    backend: str = "auto"
+    dtype: str = "auto"
 
 
 def heldout_prompts(spec: VerifiableSpec) -> list[Prompt]:
@@ -60,15 +66,42 @@ def score_responses(prompts: Sequence[Prompt], responses: Sequence[str]) -> Fitn
     return Fitness(rate, stderr, len(passed), details)
 
 
+def _sampling(spec: VerifiableSpec) -> SamplingConfig:
+    return SamplingConfig(
+        max_new_tokens=spec.max_new_tokens,
+        batch_size=spec.batch_size,
+        seed=spec.seed,
+        backend=spec.backend,
+        dtype=spec.dtype,
+    )
+
+
+def _conversations(prompts: Sequence[Prompt]) -> list[Messages]:
+    return [[{"role": "user", "content": p.text}] for p in prompts]
+
+
 def evaluate_model(model: PreTrainedModel, tokenizer: Tokenizer, spec: VerifiableSpec) -> Fitness:
-    """Greedy held-out pass rate of an already loaded model."""
+    """Greedy held-out pass rate of an already loaded model (in the device and dtype it was loaded in)."""
     prompts = heldout_prompts(spec)
     started = time.monotonic()
-    config = SamplingConfig(max_new_tokens=spec.max_new_tokens, batch_size=spec.batch_size, seed=spec.seed)
-    conversations = [[{"role": "user", "content": p.text}] for p in prompts]
-    responses = [
-        rows[0] for rows in chat(model, tokenizer, conversations, config, description="held-out prompts")
-    ]
+    replies = chat(model, tokenizer, _conversations(prompts), _sampling(spec), description="held-out prompts")
+    return _fitness(prompts, [rows[0] for rows in replies], spec, started)
+
+
+def evaluate(model_dir: str | Path, spec: VerifiableSpec) -> Fitness:
+    """Held-out pass rate of the model at `model_dir` (a checkpoint directory, hub id or preset name), generated
+    through the spec's backend, on the GPU when there is one."""
+    prompts = heldout_prompts(spec)
+    started = time.monotonic()
+    replies = sample_responses(
+        str(model_dir), _conversations(prompts), _sampling(spec), description="held-out prompts"
+    )
+    return _fitness(prompts, [rows[0] for rows in replies], spec, started)
+
+
+def _fitness(
+    prompts: Sequence[Prompt], responses: Sequence[str], spec: VerifiableSpec, started: float
+) -> Fitness:
     fitness = score_responses(prompts, responses)
     if spec.generations_path:
         rows = [
@@ -80,12 +113,6 @@ def evaluate_model(model: PreTrainedModel, tokenizer: Tokenizer, spec: Verifiabl
         path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     details = dict(fitness.details) | {"generation_seconds": round(time.monotonic() - started, 1)}
     return Fitness(fitness.score, fitness.stderr, fitness.n, details)
-
-
-def evaluate(model_dir: str | Path, spec: VerifiableSpec) -> Fitness:
-    """Held-out pass rate of the model at `model_dir` (a checkpoint directory, hub id or preset name)."""
-    model, tokenizer = load_model(str(model_dir))
-    return evaluate_model(model, tokenizer, spec)
 
 
 def _families(text: str) -> tuple[str, ...]:
@@ -111,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--n-heldout-topics", type=int, default=VerifiableSpec.n_heldout_topics)
+    parser.add_argument("--backend", choices=BACKENDS, default=VerifiableSpec.backend, help="generation")
+    parser.add_argument("--dtype", choices=DTYPES, default=VerifiableSpec.dtype, help="generation weights")
     build = parser.add_argument_group("training pairs (--build-pairs)")
     build.add_argument("--build-pairs", action="store_true", help="sample and pair training data instead")
     build.add_argument("--n-train-topics", type=int, default=PairBuildConfig.n_train_topics)
@@ -152,6 +181,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size,
         generations_path=str(args.output_dir / "generations.jsonl"),
+        backend=args.backend,
+        dtype=args.dtype,
     )
     fitness = evaluate(args.model, spec)
     print_fitness("verifiable pass rate", fitness, args.output_dir)

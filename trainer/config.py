@@ -67,7 +67,8 @@ class TrainingConfig:
     gradient_checkpointing: bool = _knob(False, "recompute activations in the backward pass: less memory")
     seed: int = _knob(0, "seed of the data order and the initialization of new weights")
     dtype: Dtype = _knob(
-        "auto", "auto (bf16 on CUDA GPUs that support it, else float32) | float32 | bfloat16"
+        "auto",
+        "auto (bf16 autocast on GPUs and CPUs with AMX or AVX512-BF16, else float32) | float32 | bfloat16",
     )
     # IPO-like losses reverse on batches that overshoot their target margin: one reversed batch is no verdict
     direction_patience: int = _knob(

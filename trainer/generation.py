@@ -1,13 +1,16 @@
 """Sampling replies from a model: one sampling config, one batched generation loop, two backends.
 
+- ``load_model(name, dtype)``: a model on the hardware: on the GPU when one is visible, in the dtype that
+  ``trainer.hardware.resolve_dtype`` picks (``auto``: bf16 on GPUs and on CPUs with AMX or AVX512-BF16, float32
+  elsewhere).
 - ``chat(model, tokenizer, conversations, config)``: replies of an already loaded transformers model.
   Conversations are rendered with the tokenizer's chat template (or a FastChat conversation template by name),
   padded on the left, sorted by length so that batches waste little padding, and decoded without the prompt.
 - ``sample_responses(model_name, conversations, config)``: the same, for a model given by name, through the
-  config's ``backend``: ``transformers`` (``chat``; the CPU default and the tested path) or ``vllm``, which
-  ``auto`` picks when ``vllm`` is importable and a GPU is present. vLLM runs in a spawned child process, so that
-  its GPU memory is returned before the caller trains. It is not installed in the project's CI, so that branch
-  is exercised only on GPU machines that have it.
+  config's ``backend``: ``hf`` (``chat``; the CPU default and the tested path) or ``vllm`` (the optional
+  ``vllm`` extra, imported only when chosen), which ``auto`` picks when ``vllm`` is installed and a GPU is
+  present. vLLM runs in a spawned child process, so that its GPU memory is returned before the caller trains. It
+  is not installed in the project's CI, so that branch is exercised only on GPU machines that have it.
 """
 
 from __future__ import annotations
@@ -26,16 +29,23 @@ from transformers import PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from trainer.chat import Messages, render
+from trainer.config import DTYPES
+from trainer.hardware import default_device, resolve_dtype
 from trainer.models import load_policy, resolve_model_path
 
 log = logging.getLogger(__name__)
-BACKENDS = ("auto", "transformers", "vllm")
+BACKENDS = ("auto", "hf", "vllm")
+VLLM_MISSING = (
+    "the vllm generation backend needs the vllm package, which is not installed: on a GPU machine run "
+    '`pip install -e ".[vllm]"`, or choose the hf backend'
+)
 
 
 @dataclass(frozen=True)
 class SamplingConfig:
     """How to decode: ``num_samples`` replies per prompt; temperature 0 means greedy (then one sample is
-    enough). ``backend`` chooses how ``sample_responses`` runs a model given by name."""
+    enough). ``backend`` chooses how ``sample_responses`` runs a model given by name, ``dtype`` the weights'
+    dtype there (``trainer.hardware.resolve_dtype``)."""
 
     num_samples: int = 1
     temperature: float = 0.0
@@ -44,6 +54,7 @@ class SamplingConfig:
     batch_size: int = 16
     seed: int = 0
     backend: str = "auto"
+    dtype: str = "auto"
 
     def __post_init__(self) -> None:
         if self.num_samples < 1:
@@ -52,6 +63,8 @@ class SamplingConfig:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown generation backend {self.backend!r}; known: {', '.join(BACKENDS)}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
 
 
 def add_sampling_arguments(parser: argparse.ArgumentParser, defaults: SamplingConfig) -> None:
@@ -64,7 +77,13 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, defaults: SamplingCo
     group.add_argument("--sampling-batch-size", type=int, default=defaults.batch_size)
     group.add_argument("--sampling-seed", type=int, default=defaults.seed)
     group.add_argument(
-        "--backend", choices=BACKENDS, default=defaults.backend, help="auto: vllm when importable on a GPU"
+        "--backend", choices=BACKENDS, default=defaults.backend, help="auto: vllm when installed and on a GPU"
+    )
+    group.add_argument(
+        "--sampling-dtype",
+        choices=DTYPES,
+        default=defaults.dtype,
+        help="auto: bf16 where the hardware is fast",
     )
 
 
@@ -77,13 +96,20 @@ def sampling_from_args(args: argparse.Namespace) -> SamplingConfig:
         batch_size=args.sampling_batch_size,
         seed=args.sampling_seed,
         backend=args.backend,
+        dtype=args.sampling_dtype,
     )
 
 
-def load_model(model: str) -> tuple[PreTrainedModel, Tokenizer]:
-    """A checkpoint directory, a hub id, or a preset name (`smollm2-135m-instruct`, `tiny`), in eval mode."""
-    policy, tokenizer = load_policy(model)
+def load_model(model: str, dtype: str = "auto") -> tuple[PreTrainedModel, Tokenizer]:
+    """A checkpoint directory, a hub id, or a preset name (`smollm2-135m-instruct`, `tiny`), in eval mode, on the
+    GPU when one is visible, with its weights in ``resolve_dtype(dtype, device)``."""
+    device = default_device()
+    torch_dtype = resolve_dtype(dtype, device)
+    policy, tokenizer = load_policy(model, torch_dtype)
+    policy.to(device)
     policy.eval()
+    policy.config.use_cache = True  # checkpoints saved by TRL's trainer carry use_cache=False
+    log.info("loaded %s for generation on %s in %s", model, device, torch_dtype)
     return policy, tokenizer
 
 
@@ -148,7 +174,9 @@ def generate(
         task = progress.add_task(description, total=len(prompts) * n)
         for start in range(0, len(order), config.batch_size):
             batch = order[start : start + config.batch_size]
-            inputs = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt")
+            inputs = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt").to(
+                model.device
+            )
             output = _generate_batch(model, inputs["input_ids"], inputs["attention_mask"], n, options)
             texts = tokenizer.batch_decode(
                 output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True
@@ -186,15 +214,25 @@ def chat(
 
 
 def choose_backend(requested: str) -> str:
+    """The backend that runs: ``auto`` is ``vllm`` when it is installed and a GPU is visible, else ``hf``. A
+    ``vllm`` request without the package is an error that says how to install it."""
+    installed = importlib.util.find_spec("vllm") is not None
+    if requested == "vllm" and not installed:
+        raise RuntimeError(VLLM_MISSING)
     if requested != "auto":
         return requested
-    return "vllm" if importlib.util.find_spec("vllm") and torch.cuda.is_available() else "transformers"
+    return "vllm" if installed and torch.cuda.is_available() else "hf"
 
 
 def sample_responses(
-    model: str, conversations: Sequence[Messages], config: SamplingConfig
+    model: str,
+    conversations: Sequence[Messages],
+    config: SamplingConfig,
+    conv_template: str | None = None,
+    description: str | None = None,
 ) -> list[list[str]]:
-    """``config.num_samples`` replies (stripped strings) to each conversation, in the order given."""
+    """``config.num_samples`` replies (stripped strings) to each conversation, in the order given, from the model
+    given by name, through ``config.backend``; ``conv_template`` as in ``chat``."""
     backend = choose_backend(config.backend)
     log.info(
         "sampling %d x %d responses from %s (%s)", len(conversations), config.num_samples, model, backend
@@ -202,18 +240,20 @@ def sample_responses(
     if backend == "vllm":
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-            return pool.submit(_vllm_sample, resolve_model_path(model), list(conversations), config).result()
-    policy, tokenizer = load_model(model)  # on the CPU: generate() keeps its inputs there
-    policy.config.use_cache = True  # checkpoints saved by TRL's trainer carry use_cache=False
-    return chat(
-        policy, tokenizer, conversations, config, description=f"sampling {config.num_samples} per prompt"
-    )
+            path = resolve_model_path(model)
+            return pool.submit(_vllm_sample, path, list(conversations), config, conv_template).result()
+    policy, tokenizer = load_model(model, config.dtype)
+    description = description or f"sampling {config.num_samples} per prompt"
+    return chat(policy, tokenizer, conversations, config, conv_template, description)
 
 
-def _vllm_sample(path: str, conversations: list[Messages], config: SamplingConfig) -> list[list[str]]:
+def _vllm_sample(
+    path: str, conversations: list[Messages], config: SamplingConfig, conv_template: str | None
+) -> list[list[str]]:
     from vllm import LLM, SamplingParams
 
-    llm = LLM(model=path, seed=config.seed)
+    dtype = str(resolve_dtype(config.dtype, default_device())).removeprefix("torch.")
+    llm = LLM(model=path, seed=config.seed, dtype=dtype)
     params = SamplingParams(
         n=config.num_samples,
         temperature=config.temperature,
@@ -221,5 +261,9 @@ def _vllm_sample(path: str, conversations: list[Messages], config: SamplingConfi
         max_tokens=config.max_new_tokens,
         seed=config.seed,
     )
-    outputs = llm.chat(conversations, params, use_tqdm=True)
-    return [[completion.text.strip() for completion in output.outputs] for output in outputs]
+    if conv_template is None:
+        outputs = llm.chat(conversations, params, use_tqdm=True)
+        return [[completion.text.strip() for completion in output.outputs] for output in outputs]
+    prompts = [render(llm.get_tokenizer(), messages, conv_template) for messages in conversations]
+    outputs = llm.generate(prompts, params, use_tqdm=True)
+    return [[_truncate_at_stop(c.text, conv_template) for c in output.outputs] for output in outputs]

@@ -22,6 +22,7 @@ from trl.trainer.utils import hash_module, pad, selective_log_softmax
 
 from trainer.config import TrainingConfig, TrainRun
 from trainer.data import span_token_weights
+from trainer.hardware import default_device, resolve_dtype
 from trainer.losses import LossInputs, LossSpec, discovered_loss_spec, get_loss_spec
 from trainer.refcache import CacheKey, ReferenceCache, attach, dataset_fingerprint
 
@@ -53,10 +54,8 @@ class PreferenceConfig(DPOConfig):
     def from_training(cls, training: TrainingConfig, run: TrainRun) -> PreferenceConfig:
         """The one translation of a ``TrainingConfig`` (how) and a ``TrainRun`` (where) into TRL's arguments.
         ``training.deepspeed`` is not among them: ``trainer.deepspeed.launch`` reads it to choose how to launch."""
-        cuda = torch.cuda.is_available()
-        bf16 = {"auto": cuda and torch.cuda.is_bf16_supported(), "bfloat16": True, "float32": False}[
-            training.dtype
-        ]
+        device = default_device()
+        bf16 = resolve_dtype(training.dtype, device) == torch.bfloat16
         return cls(
             output_dir=run.output_dir,
             loss=training.loss,
@@ -79,8 +78,8 @@ class PreferenceConfig(DPOConfig):
             save_strategy="no",
             report_to=run.report_to,
             run_name=run.run_name,
-            use_cpu=not cuda,
-            bf16=bf16,  # auto: not on CPU, where bf16 autocast is ~10x slower without AMX
+            use_cpu=device == "cpu",
+            bf16=bf16,  # autocast over float32 master weights, on a GPU or a CPU (trainer.hardware)
             dataloader_num_workers=0,
             disable_tqdm=True,
         )

@@ -1,0 +1,166 @@
+"""float32 vs ``dtype: auto`` on this CPU, side by side in one run: the default search's DPO candidate trained and
+evaluated in each.
+
+For each arm the default ``TrainingConfig`` (SmolLM2-135M-Instruct, DPO, batch 8) trains on the default search's
+verifiable training pairs (each arm with its own reference cache), then the trained model answers the default
+held-out set greedily (the default fitness, ``evaluators.verifiable``) with its weights in the arm's dtype. Reported:
+seconds per training step (median over steps 2..N), training and generation seconds, generated tokens per second,
+the fitness of each arm with its standard error, and the paired difference auto - float32 with its paired
+standard error (``evaluators.fitness.paired_delta``). ``auto`` stays the default on this CPU if
+|delta| < 2 paired standard errors.
+
+    python bench/cpu_dtype.py [--pair-cache DIR | --pairs FILE] [--max-steps N] [--heldout-topics N] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from transformers import TrainerCallback
+
+from evaluators.fitness import Fitness, paired_delta
+from evaluators.verifiable import VerifiableSpec, evaluate_model
+from evaluators.verifiable_data import PairBuildConfig, build_pairs
+from evo.config import DataConfig, FitnessConfig
+from trainer.config import TrainingConfig, TrainRun
+from trainer.generation import load_model
+from trainer.hardware import FAST_BF16_FLAGS, cpu_flags, resolve_dtype
+from trainer.train import run_training
+
+ARMS = ("float32", "auto")
+
+
+class StepClock(TrainerCallback):
+    """The time of each optimizer step's end; the intervals from step 2 on exclude start-up and warm-up."""
+
+    def __init__(self) -> None:
+        self.marks: list[float] = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.marks.append(time.perf_counter())
+
+    @property
+    def step_seconds(self) -> list[float]:
+        return [b - a for a, b in zip(self.marks, self.marks[1:], strict=False)]
+
+
+def default_pairs(cache_dir: Path | None) -> Path:
+    """The default search's verifiable training pairs (built once and cached, as the search does)."""
+    config = PairBuildConfig(model=TrainingConfig().model, **DataConfig().pair_build)
+    return build_pairs(config, cache_dir=cache_dir).train_path
+
+
+def generated_tokens(path: Path, tokenizer) -> int:
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return sum(len(tokenizer(row["response"], add_special_tokens=False)["input_ids"]) for row in rows)
+
+
+def run_arm(
+    dtype: str, pairs: Path, work: Path, max_steps: int, spec: VerifiableSpec
+) -> tuple[dict, Fitness]:
+    training = dataclasses.replace(TrainingConfig(), dtype=dtype, max_steps=max_steps)
+    run = TrainRun(
+        data=str(pairs), output_dir=str(work / dtype), ref_cache_dir=str(work / f"refcache-{dtype}")
+    )
+    clock = StepClock()
+    load_before = os.getloadavg()[0]
+    result = run_training(training, run, callbacks=[clock])
+    generations = work / f"generations-{dtype}.jsonl"
+    model, tokenizer = load_model(result.output_dir, dtype)
+    fitness = evaluate_model(model, tokenizer, dataclasses.replace(spec, generations_path=str(generations)))
+    tokens = generated_tokens(generations, tokenizer)
+    seconds = fitness.details["generation_seconds"]
+    steps = clock.step_seconds
+    return {
+        "dtype": dtype,
+        "resolved": str(resolve_dtype(dtype, "cpu")).removeprefix("torch."),
+        "generation_weights_dtype": str(model.dtype).removeprefix("torch."),
+        "train_steps": result.steps,
+        "train_seconds": round(result.seconds, 1),
+        "step_seconds": [round(s, 2) for s in steps],
+        "seconds_per_step": round(statistics.median(steps), 3) if steps else None,
+        "losses": [round(x, 4) for x in result.losses],
+        "generation_seconds": seconds,
+        "generated_tokens": tokens,
+        "generated_tokens_per_second": round(tokens / seconds, 1) if seconds else None,
+        "fitness": round(fitness.score, 4),
+        "stderr": round(fitness.stderr, 4),
+        "n": fitness.n,
+        "load_average_before": round(load_before, 2),
+        "load_average_after": round(os.getloadavg()[0], 2),
+    }, fitness
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--pairs", type=Path, help="training pairs (.jsonl); default: the default search's")
+    source.add_argument("--pair-cache", type=Path, help="cache folder of the built verifiable pairs")
+    parser.add_argument("--max-steps", type=int, default=-1, help="-1: the default search's one epoch")
+    parser.add_argument(
+        "--heldout-topics",
+        type=int,
+        default=FitnessConfig().verifiable["n_heldout_topics"],
+        help="held-out topics x 12 families (default: the default search's)",
+    )
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "cpu_dtype.json")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    started = time.monotonic()
+    pairs = args.pairs or default_pairs(args.pair_cache)
+    spec = VerifiableSpec(**(FitnessConfig().verifiable | {"n_heldout_topics": args.heldout_topics}))
+    arms, fitnesses = {}, {}
+    with tempfile.TemporaryDirectory(prefix="cpu-dtype-") as scratch:
+        for dtype in ARMS:
+            arms[dtype], fitnesses[dtype] = run_arm(dtype, pairs, Path(scratch), args.max_steps, spec)
+    delta = paired_delta(fitnesses["auto"], fitnesses["float32"])
+    within_noise = abs(delta.delta) < 2 * delta.stderr or delta.delta == 0
+    flags = sorted(cpu_flags() & (FAST_BF16_FLAGS | {"amx_tile", "avx512f"}))
+    fp32, auto = arms["float32"], arms["auto"]
+    report = {
+        "model": TrainingConfig().model,
+        "sizes": {
+            "train_pairs": sum(1 for line in pairs.read_text().splitlines() if line.strip()),
+            "batch_size": TrainingConfig().batch_size,
+            "max_steps": args.max_steps,
+            "heldout_prompts": fitnesses["auto"].n,
+            "heldout_topics": args.heldout_topics,
+            "max_new_tokens": spec.max_new_tokens,
+        },
+        "cpu_flags": flags,
+        "auto_resolves_to": auto["resolved"],
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "arms": arms,
+        "step_time_ratio_auto_over_float32": round(auto["seconds_per_step"] / fp32["seconds_per_step"], 3),
+        "generation_time_ratio_auto_over_float32": round(
+            auto["generation_seconds"] / fp32["generation_seconds"], 3
+        ),
+        "paired_fitness_delta_auto_minus_float32": round(delta.delta, 4),
+        "paired_stderr": round(delta.stderr, 4),
+        "paired_n": delta.n,
+        "auto_within_noise": within_noise,
+        "wall_seconds": round(time.monotonic() - started, 1),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(
+        f"auto ({auto['resolved']}) / float32: step time x{report['step_time_ratio_auto_over_float32']}, "
+        f"generation time x{report['generation_time_ratio_auto_over_float32']}; fitness "
+        f"{auto['fitness']} vs {fp32['fitness']}, paired delta {delta.delta:+.4f} +- {delta.stderr:.4f} "
+        f"({'within' if within_noise else 'outside'} 2 paired SE); wrote {args.out}"
+    )
+    return report
+
+
+if __name__ == "__main__":
+    main()
