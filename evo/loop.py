@@ -33,6 +33,7 @@ from evo.proposers.base import Proposal, Proposer, ProposerUnavailable, Unparsea
 from evo.proposers.server_watch import ServerWatch
 from evo.proposers.symbolic import SymbolicProposer
 from evo.status import Status
+from evo.workers import Placement
 from sandbox.executor import SandboxPool
 from sandbox.validate import ValidationResult, validate_source
 from trainer.losses import get_loss_spec
@@ -293,9 +294,9 @@ class Search:
             loss=candidate.loss,
             pipeline=candidate.pipeline,
             ref_cache_dir=str(cache_root() / "refcache"),
+            placement=Placement.of(self.config.resources, self.config.training),
         )
-        resources = self.config.resources
-        ref = _remote_job.options(num_cpus=resources.num_cpus, num_gpus=resources.num_gpus).remote(job)
+        ref = _remote_job.options(**job.placement.task_resources(in_task=job.pipeline is not None)).remote(job)
         self.in_flight[candidate.id] = _InFlight(candidate.id, ref, time.monotonic())
         self.archive.update(candidate.id, attempts=candidate.attempts + 1)
         self.progress.event(f"candidate {candidate.id} ({candidate.name}): training")
