@@ -34,8 +34,9 @@ from evo.circuit_breaker import CircuitOpen
 from evo.config import SearchConfig, load_config, save_config
 from evo.job import preflight
 from evo.leaderboard import leaderboard, render, run_notes
-from evo.loop import Search, build_proposers, init_ray
+from evo.loop import Search, build_proposers
 from evo.plan import PlanDoesNotFit, check, cluster_gpus, plan, render_plan
+from evo.workers import init_ray
 
 log = logging.getLogger("evo")
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -373,18 +372,6 @@ class Search:
 
 def _json(graph: dict | None) -> str | None:
     return None if graph is None else json.dumps(graph)
-
-
-def init_ray(config: SearchConfig) -> None:
-    """Connect to ``RAY_ADDRESS`` when set (an existing cluster), else start a local Ray on this machine."""
-    if ray.is_initialized():
-        return
-    address = os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=False)
-    else:
-        ray.init(num_cpus=max(os.cpu_count() or 1, int(config.resources.num_cpus)), include_dashboard=False,
-                 log_to_driver=False)
 
 
 def build_proposers(

@@ -32,10 +32,9 @@ from evo.archive import Archive, Candidate
 from evo.config import SearchConfig, load_config, save_config, to_dict
 from evo.data_prep import prepare_data
 from evo.job import CandidateJob, score
-from evo.loop import init_ray
 from evo.retrain_store import RetrainRecord, RetrainStore
 from evo.status import TRAINED, Status
-from evo.workers import Placement, TrainTask, train_on_workers
+from evo.workers import Placement, TrainTask, init_ray, train_on_workers
 from sandbox.executor import SandboxPool, ZygoteError
 from sandbox.validate import validate_source
 from trainer.config import TrainingConfig, TrainRun

@@ -27,12 +27,15 @@ Under DeepSpeed the shared reference cache is off: the reference model runs alon
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evo.config import ResourcesConfig
+import ray
+
+from evo.config import ResourcesConfig, SearchConfig
 from trainer.config import TrainingConfig, TrainRun
 from trainer.losses.discovered import candidate_loss
 from trainer.step_log import StepLogCallback
@@ -115,6 +118,21 @@ def _evaluated(task: TrainTask, result: TrainResult) -> Trained:
     return Trained(result, task.evaluate(result.output_dir) if task.evaluate else None)
 
 
+def init_ray(config: SearchConfig) -> None:
+    """Connect to ``RAY_ADDRESS`` when set (an existing cluster), else start a local Ray on this machine."""
+    if ray.is_initialized():
+        return
+    address = os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(
+            num_cpus=max(os.cpu_count() or 1, int(config.resources.num_cpus)),
+            include_dashboard=False,
+            log_to_driver=False,
+        )
+
+
 def train_on_workers(task: TrainTask, placement: Placement) -> Trained:
     """Train ``task`` on ``placement``'s workers and evaluate the checkpoint on rank 0 (see the module doc)."""
     if not placement.on_ray_train:
@@ -136,7 +154,6 @@ class _ResultBox:
 
 
 def _worker_loop(config: dict) -> None:
-    import ray
     import ray.train
 
     from trainer.losses.discovered import CandidateTurned
@@ -160,7 +177,6 @@ def _worker_loop(config: dict) -> None:
 
 
 def _fit(task: TrainTask, placement: Placement) -> Trained:
-    import ray
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 

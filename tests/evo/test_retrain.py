@@ -11,11 +11,10 @@ import yaml
 
 from evo.archive import Archive
 from evo.config import ResourcesConfig, load_config
-from evo.loop import init_ray
 from evo.retrain import main, select_candidate, with_graph
 from evo.retrain_store import RetrainStore
 from evo.synthetic import write_synthetic_pairs
-from evo.workers import Placement, TrainTask, train_on_workers
+from evo.workers import Placement, TrainTask, init_ray, train_on_workers
 from tests.evo.graphs import traced_graph, validated_graph
 from trainer.config import TrainingConfig, TrainRun
 from trainer.losses import get_loss_spec

@@ -10,8 +10,9 @@ import ray
 
 from evo.config import load_config
 from evo.data_prep import prepare_data
-from evo.loop import Search, init_ray
+from evo.loop import Search
 from evo.proposers.symbolic import SymbolicProposer
+from evo.workers import init_ray
 
 
 def _wait_for_pid(path: Path, not_in: set[int], timeout: float = 300) -> int:
@@ -34,7 +35,9 @@ def ray_local():
 
 
 def test_killed_worker_is_retried_then_recorded_failed(tmp_path, ray_local):
-    config = load_config(preset="tiny", overrides={"training": {"max_steps": 400}, "proposers": {"llm": False}})
+    config = load_config(
+        preset="tiny", overrides={"training": {"max_steps": 400}, "proposers": {"llm": False}}
+    )
     search = Search(config, tmp_path, {"symbolic": SymbolicProposer()})
     try:
         search.data = prepare_data(config, tmp_path)
