@@ -7,9 +7,12 @@ held-out set greedily (the default fitness, ``evaluators.verifiable``) with its 
 seconds per training step (median over steps 2..N), training and generation seconds, generated tokens per second,
 the fitness of each arm with its standard error, and the paired difference auto - float32 with its paired
 standard error (``evaluators.fitness.paired_delta``). ``auto`` stays the default on this CPU if
-|delta| < 2 paired standard errors.
+|delta| < 2 paired standard errors. Because the two arms run one after the other, other load on a shared machine
+can favour either; ``interleaved_probe`` first times a forward+backward of one default batch and a short greedy
+generation, float32 and auto alternately, for a ratio that such load hits alike.
 
-    python bench/cpu_dtype.py [--pair-cache DIR | --pairs FILE] [--max-steps N] [--heldout-topics N] [--out FILE]
+    python bench/cpu_dtype.py [--pair-cache DIR | --pairs FILE] [--max-steps N] [--heldout-topics N]
+                                [--probe-repeats N] [--out FILE]
 """
 
 from __future__ import annotations
@@ -28,11 +31,11 @@ import torch
 from transformers import TrainerCallback
 
 from evaluators.fitness import Fitness, paired_delta
-from evaluators.verifiable import VerifiableSpec, evaluate_model
+from evaluators.verifiable import VerifiableSpec, evaluate_model, heldout_prompts
 from evaluators.verifiable_data import PairBuildConfig, build_pairs
 from evo.config import DataConfig, FitnessConfig
 from trainer.config import TrainingConfig, TrainRun
-from trainer.generation import load_model
+from trainer.generation import SamplingConfig, chat, load_model
 from trainer.hardware import FAST_BF16_FLAGS, cpu_flags, resolve_dtype
 from trainer.train import run_training
 
@@ -62,6 +65,58 @@ def default_pairs(cache_dir: Path | None) -> Path:
 def generated_tokens(path: Path, tokenizer) -> int:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return sum(len(tokenizer(row["response"], add_special_tokens=False)["input_ids"]) for row in rows)
+
+
+def _median_ratio(times: dict[str, list[float]]) -> dict:
+    medians = {name: round(statistics.median(values), 3) for name, values in times.items()}
+    return {"seconds": medians, "ratio_auto_over_float32": round(medians["auto"] / medians["float32"], 3)}
+
+
+def interleaved_probe(pairs: Path, repeats: int, spec: VerifiableSpec) -> dict:
+    """The base model's forward+backward on one default-sized batch (chosen and rejected of `batch_size` pairs,
+    truncated to `max_length`), and greedy generation of 32 tokens for 16 held-out prompts, float32 and auto
+    alternately (after one warm-up round), so that other load on the machine hits both arms alike."""
+    defaults = TrainingConfig()
+    auto = resolve_dtype("auto", "cpu")
+    model, tokenizer = load_model(defaults.model, "float32")
+    model_auto = load_model(defaults.model, "auto")[0]
+    rows = [json.loads(line) for line in pairs.read_text().splitlines() if line.strip()][
+        : defaults.batch_size
+    ]
+    texts = [
+        tokenizer.apply_chat_template(row["prompt"] + row[side], tokenize=False)
+        for side in ("chosen", "rejected")
+        for row in rows
+    ]
+    tokenizer.padding_side = "right"
+    batch = tokenizer(
+        texts, return_tensors="pt", padding=True, truncation=True, max_length=defaults.max_length
+    )
+    prompts = [[{"role": "user", "content": p.text}] for p in heldout_prompts(spec)[:16]]
+    sampling = SamplingConfig(max_new_tokens=32, batch_size=16)
+    step: dict[str, list[float]] = {name: [] for name in ARMS}
+    generation: dict[str, list[float]] = {name: [] for name in ARMS}
+    model.train()
+    for round_ in range(repeats + 1):
+        for name in ARMS:
+            started = time.perf_counter()
+            with torch.autocast(
+                "cpu", dtype=torch.bfloat16, enabled=name == "auto" and auto == torch.bfloat16
+            ):
+                model(**batch, labels=batch["input_ids"]).loss.backward()
+            model.zero_grad()
+            seconds = time.perf_counter() - started
+            started = time.perf_counter()
+            chat(model_auto if name == "auto" else model, tokenizer, prompts, sampling)
+            if round_:
+                step[name].append(seconds)
+                generation[name].append(time.perf_counter() - started)
+    return {
+        "repeats": repeats,
+        "train_batch_shape": list(batch["input_ids"].shape),
+        "forward_backward": _median_ratio(step),
+        "generation_16_prompts_32_tokens": _median_ratio(generation),
+    }
 
 
 def run_arm(
@@ -112,12 +167,14 @@ def main(argv: list[str] | None = None) -> dict:
         default=FitnessConfig().verifiable["n_heldout_topics"],
         help="held-out topics x 12 families (default: the default search's)",
     )
+    parser.add_argument("--probe-repeats", type=int, default=3, help="interleaved probe rounds (0: none)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "cpu_dtype.json")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     started = time.monotonic()
     pairs = args.pairs or default_pairs(args.pair_cache)
     spec = VerifiableSpec(**(FitnessConfig().verifiable | {"n_heldout_topics": args.heldout_topics}))
+    probe = interleaved_probe(pairs, args.probe_repeats, spec) if args.probe_repeats else None
     arms, fitnesses = {}, {}
     with tempfile.TemporaryDirectory(prefix="cpu-dtype-") as scratch:
         for dtype in ARMS:
@@ -140,6 +197,7 @@ def main(argv: list[str] | None = None) -> dict:
         "auto_resolves_to": auto["resolved"],
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
+        "interleaved_probe": probe,
         "arms": arms,
         "step_time_ratio_auto_over_float32": round(auto["seconds_per_step"] / fp32["seconds_per_step"], 3),
         "generation_time_ratio_auto_over_float32": round(

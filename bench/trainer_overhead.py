@@ -2,7 +2,9 @@
 
 (a) steps/s of PreferenceTrainer(sigmoid) / DPOTrainer(sigmoid), both with a live reference model (target >= 0.95);
 (b) wall time of 4 candidate losses sharing the reference cache / 4 independent DPOTrainer runs of the same
-    losses (target <= 0.8).
+    losses (target <= 0.8), in both pairings: against DPOTrainer with a live reference model (the reference
+    forward in every step: most of that gap is not the cache) and against DPOTrainer with
+    `precompute_ref_log_probs` (each run computes its own reference log-probs once: what the shared cache saves).
 
     python bench/trainer_overhead.py [--models tiny smollm2-135m-instruct] [--steps 12] [--out FILE]
 """
@@ -88,7 +90,10 @@ def run(
                 model=model, args=args, train_dataset=data, processing_class=tokenizer
             )
         else:
-            args = DPOConfig(loss_type=[loss], **common(out, steps, batch))
+            precompute = kind == "trl-precompute"
+            args = DPOConfig(
+                loss_type=[loss], precompute_ref_log_probs=precompute, **common(out, steps, batch)
+            )
             trainer = DPOTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
         trainer.add_callback(clock)
         trainer.train()
@@ -106,6 +111,9 @@ def bench_model(model_name: str, steps: int, batch: int, repeats: int) -> dict:
     with tempfile.TemporaryDirectory() as cache:
         shared = sum(run("ours", model_name, loss, data, steps, batch, cache)[1] for loss in CANDIDATES)
     independent = sum(run("trl", model_name, loss, data, steps, batch, None)[1] for loss in CANDIDATES)
+    precomputed = sum(
+        run("trl-precompute", model_name, loss, data, steps, batch, None)[1] for loss in CANDIDATES
+    )
     result = {
         "steps": steps,
         "batch_size": batch,
@@ -115,11 +123,15 @@ def bench_model(model_name: str, steps: int, batch: int, repeats: int) -> dict:
         "shared_cache_4_candidates_s": shared,
         "independent_trl_4_candidates_s": independent,
         "wall_time_ratio": shared / independent,
+        "independent_trl_precomputed_4_candidates_s": precomputed,
+        "wall_time_ratio_vs_trl_precomputed": shared / precomputed,
     }
     print(
         f"{model_name}: steps/s ours {result['ours_steps_per_s']:.3f} / TRL {result['trl_steps_per_s']:.3f} = "
         f"{result['steps_per_s_ratio']:.3f} (target >= 0.95); 4 candidates shared cache {shared:.1f}s / "
-        f"4 TRL runs {independent:.1f}s = {result['wall_time_ratio']:.3f} (target <= 0.8)"
+        f"4 TRL runs {independent:.1f}s = {result['wall_time_ratio']:.3f} (target <= 0.8); "
+        f"/ 4 TRL runs precomputing their reference {precomputed:.1f}s = "
+        f"{result['wall_time_ratio_vs_trl_precomputed']:.3f}"
     )
     return result
 

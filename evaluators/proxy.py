@@ -40,6 +40,8 @@ class ProxySpec:
     batch_size: int = 8
     max_pairs: int | None = None
     max_length: int = 512  # prompt + completion tokens; longer sequences keep their first tokens
+    # summed log-prob differences: bf16 weights blur them by ~0.1 nat per sequence, so float32 unless asked
+    dtype: str = "float32"
 
 
 def _pair_logps(
@@ -63,7 +65,7 @@ def load_pairs(spec: ProxySpec) -> list[dict]:
 @functools.lru_cache(maxsize=4)
 def reference_logps(spec: ProxySpec, data_mtime_ns: int) -> torch.Tensor:
     """The reference model's (n, 2) log-probs, cached per spec and data file version."""
-    model, tokenizer = load_model(spec.reference)
+    model, tokenizer = load_model(spec.reference, spec.dtype)
     return _pair_logps(model, tokenizer, load_pairs(spec), spec)
 
 
@@ -96,7 +98,7 @@ def evaluate_model(model: PreTrainedModel, tokenizer: Tokenizer, spec: ProxySpec
 
 def evaluate(model_dir: str | Path, spec: ProxySpec) -> Fitness:
     """Proxy fitness of the model at `model_dir` (checkpoint directory, hub id or preset name)."""
-    model, tokenizer = load_model(str(model_dir))
+    model, tokenizer = load_model(str(model_dir), spec.dtype)
     return evaluate_model(model, tokenizer, spec)
 
 

@@ -32,7 +32,7 @@ data, out, loss_name = sys.argv[1:4]
 zero2 = {"zero_optimization": {"stage": 2}, "train_micro_batch_size_per_gpu": "auto", "train_batch_size": "auto",
          "gradient_accumulation_steps": "auto", "gradient_clipping": "auto", "zero_allow_untested_optimizer": True,
          "bf16": {"enabled": False}, "fp16": {"enabled": False}}
-training = TrainingConfig(model="tiny", learning_rate=1e-3, batch_size=4, max_steps=2)
+training = TrainingConfig(model="tiny", learning_rate=1e-3, batch_size=4, max_steps=2, dtype="float32")  # as zero2
 run = TrainRun(data=data, output_dir=out, save_model=False)
 args = dataclasses.replace(PreferenceConfig.from_training(training, run), deepspeed=zero2, use_cpu=False)
 

@@ -75,7 +75,9 @@ def test_bf16_training_on_cpu_autocasts_over_float32_master_weights(cpuinfo, tmp
     assert {p.dtype for p in model.parameters()} == {torch.float32}
 
 
-@pytest.mark.parametrize(("text", "dtype"), [(EPYC, torch.bfloat16), (OLDER, torch.float32)])
+@pytest.mark.parametrize(
+    ("text", "dtype"), [(EPYC, torch.bfloat16), (OLDER, torch.float32)], ids=["fast-bf16", "no-fast-bf16"]
+)
 def test_generation_runs_in_the_auto_dtype(cpuinfo, text, dtype):
     cpuinfo(text)
     model, tokenizer = load_model("tiny")

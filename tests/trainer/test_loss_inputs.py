@@ -41,7 +41,8 @@ def _trainer(tmp_path, state, loss, with_reference: bool = True, **params):
     policy.load_state_dict(state)
     reference = load_policy("tiny")[0] if with_reference else None
     name = loss if isinstance(loss, str) else "sigmoid"
-    training = TrainingConfig(model="tiny", loss=name, loss_params=params, batch_size=4)
+    # float32: the inputs are compared with a float32 computation to 1e-5
+    training = TrainingConfig(model="tiny", loss=name, loss_params=params, batch_size=4, dtype="float32")
     trainer = PreferenceTrainer(
         model=policy,
         ref_model=reference,

@@ -27,6 +27,7 @@ from evo.retrain import main as retrain_main
 from trainer import train as train_cli
 from trainer.arguments import add_arguments, flag, from_arguments
 from trainer.config import LAUNCH_FIELDS, TrainingConfig, TrainRun
+from trainer.hardware import default_device, resolve_dtype
 from trainer.pipelines import compare, granular, spa, spin
 from trainer.pipelines.baselines import run_baseline
 from trainer.trainer import PreferenceConfig
@@ -288,7 +289,8 @@ def test_training_config_checks_and_derivations():
 def test_dtype_decides_bf16(tmp_path):
     run = TrainRun(data="d", output_dir=str(tmp_path))
     assert PreferenceConfig.from_training(TrainingConfig(dtype="float32"), run).bf16 is False
-    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        assert PreferenceConfig.from_training(TrainingConfig(dtype="auto"), run).bf16 is True
-    else:
-        assert PreferenceConfig.from_training(TrainingConfig(dtype="auto"), run).bf16 is False
+    assert PreferenceConfig.from_training(TrainingConfig(dtype="bfloat16"), run).bf16 is True
+    auto_is_bf16 = (
+        resolve_dtype("auto", default_device()) == torch.bfloat16
+    )  # rules: tests/trainer/test_hardware.py
+    assert PreferenceConfig.from_training(TrainingConfig(dtype="auto"), run).bf16 is auto_is_bf16

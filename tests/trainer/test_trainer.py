@@ -19,9 +19,9 @@ from trainer.trainer import CandidateDiverged, PreferenceConfig, PreferenceTrain
 
 
 def _training(**overrides) -> TrainingConfig:
-    return TrainingConfig(
-        **{"model": "tiny", "learning_rate": 1e-3, "batch_size": 4, "max_steps": 20, **overrides}
-    )
+    # float32: the cached reference log-probs (computed without autocast) equal the live ones to 1e-5 only there
+    defaults = {"model": "tiny", "learning_rate": 1e-3, "batch_size": 4, "max_steps": 20, "dtype": "float32"}
+    return TrainingConfig(**(defaults | overrides))
 
 
 def _run(tmp_path, data, ref_cache_dir=None) -> TrainRun:
