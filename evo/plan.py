@@ -137,7 +137,7 @@ def _evaluation(config: SearchConfig) -> tuple[int, int, int, str, float]:
     usd, backends = 0.0, []
     for name in names:
         block = "alpaca_eval" if name.startswith("alpaca_eval") else name
-        options = dict(getattr(fitness, block))
+        options = dict(getattr(fitness, block, {}))
         backends.append(options.get("backend", "auto"))
         if name == "mt_bench":
             count, judged, judge = (
