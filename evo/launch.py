@@ -44,16 +44,22 @@ log = logging.getLogger("evo")
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m evo.launch", description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="YAML recipe (runs/recipes/*.yaml)")
-    parser.add_argument("--preset", choices=["tiny", "default"], help="base preset (default: the recipe's, else default)")
+    parser.add_argument(
+        "--preset", choices=["tiny", "default"], help="base preset (default: the recipe's, else default)"
+    )
     parser.add_argument("--generations", type=int)
     parser.add_argument("--population", type=int)
     parser.add_argument("--run-dir", help="where the archive, logs and config go (default runs/<timestamp>)")
-    parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR with its saved config")
+    parser.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR with its saved config"
+    )
     parser.add_argument("--llm-base-url", help="OpenAI-compatible endpoint of the proposer LLM")
     parser.add_argument("--llm-model", help="model name at that endpoint")
     parser.add_argument("--max-llm-cost", type=float, help="stop asking the LLM after this many USD")
     parser.add_argument("--wandb", action="store_true", help="log the search to Weights & Biases")
-    parser.add_argument("--plan", action="store_true", help="print the per-candidate plan and cost; train nothing")
+    parser.add_argument(
+        "--plan", action="store_true", help="print the per-candidate plan and cost; train nothing"
+    )
     parser.add_argument("--json", action="store_true", help="with --plan: the plan as one JSON object")
     return parser.parse_args(argv)
 
@@ -64,8 +70,15 @@ def resolve_overrides(args: argparse.Namespace) -> dict:
     for key in ("generations", "population"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
-    llm = {k: v for k, v in (("base_url", args.llm_base_url), ("model", args.llm_model),
-                              ("max_cost_usd", args.max_llm_cost)) if v is not None}
+    llm = {
+        k: v
+        for k, v in (
+            ("base_url", args.llm_base_url),
+            ("model", args.llm_model),
+            ("max_cost_usd", args.max_llm_cost),
+        )
+        if v is not None
+    }
     if llm:
         overrides["llm"] = llm
     if args.wandb:
@@ -120,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / "config.yaml")
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         handlers=[logging.FileHandler(run_dir / "search.log")],
     )
     signal.signal(signal.SIGTERM, _terminate)
@@ -129,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     stopped = False
     try:
         run_search(config, run_dir, console)
-    except KeyboardInterrupt:  # raised inside the stack, so servers, workers and wandb all see the interruption
+    # KeyboardInterrupt is raised inside the stack, so servers, workers and wandb all see the interruption
+    except KeyboardInterrupt:
         console.print(f"interrupted: continue with  python -m evo.launch --resume {run_dir}")
         return 130
     except CircuitOpen:  # recorded in the archive; shown under the leaderboard
@@ -168,7 +183,9 @@ def run_search(config: SearchConfig, run_dir: Path, console: Console) -> None:
             from evo.llama_server import LlamaServer, embedded_server_config
             from evo.proposers.server_watch import ServerWatch
 
-            server = stack.enter_context(LlamaServer(embedded_server_config(log_path=run_dir / "llama_server.log")))
+            server = stack.enter_context(
+                LlamaServer(embedded_server_config(log_path=run_dir / "llama_server.log"))
+            )
             base_url = server.base_url
             watch = ServerWatch(server, notifier(console))
             console.print(f"proposer LLM: llama.cpp at {base_url} (pid {server.pid})")
@@ -178,7 +195,9 @@ def run_search(config: SearchConfig, run_dir: Path, console: Console) -> None:
         if config.wandb:
             from evo.tracking import WandbTracker
 
-            tracker = stack.enter_context(WandbTracker(config, run_dir, search.archive, notify=notifier(console)))
+            tracker = stack.enter_context(
+                WandbTracker(config, run_dir, search.archive, notify=notifier(console))
+            )
             search.observers.append(tracker.on_result)
             search.step_observers.append(tracker.on_steps)
         search.run()
