@@ -3,8 +3,8 @@
     python bench/gpu_retrain_zero3.py [--model smollm2-135m-instruct] [--steps 20] [--out FILE]
 
 Builds a small finished run (the DPO baseline and one discovered loss, on the template pairs of the tiny preset),
-retrains the rank-1 candidate through the real command line with ``training.deepspeed: zero3`` (so through
-``accelerate launch`` and DeepSpeed), checks the archive's ``retrains`` row, and writes timings and the row to
+retrains the rank-1 candidate through the real command line with ``training.deepspeed: zero3`` on one Ray Train
+worker per GPU (``evo.workers``: the search's path, DeepSpeed inside the workers), checks the archive's ``retrains`` row, and writes timings and the row to
 ``bench/results/gpu_retrain_zero3.json``. The default model ships with the project (no download)."""
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ def main() -> int:
         print("no CUDA device: this smoke run trains with DeepSpeed ZeRO-3 on GPUs; run it on a GPU machine",
               file=sys.stderr)
         return 2
+    gpus = torch.cuda.device_count()
     with tempfile.TemporaryDirectory() as scratch:
         run_dir = Path(scratch) / "run"
         finished_run(run_dir)
@@ -58,6 +59,7 @@ def main() -> int:
                          "max_length": 256, "deepspeed": "zero3"},
             "data": {"source": "synthetic", "synthetic_pairs": 4 * args.steps},
             "fitness": {"kind": "proxy"},
+            "resources": {"num_cpus": gpus, "workers_per_candidate": gpus, "gpus_per_worker": 1},
         }))
         command = [sys.executable, "-m", "evo.retrain", str(run_dir), "--rank", "1", "--recipe", str(recipe)]
         started = time.monotonic()
@@ -66,26 +68,24 @@ def main() -> int:
         store = RetrainStore(run_dir / "archive.sqlite")
         records = store.all()
         store.close()
-        log_tail = ""
-        launch_log = run_dir / "retrains" / "2-zero3-smoke" / "train.log"
-        if launch_log.exists():
-            log_tail = launch_log.read_text(errors="replace")[-4000:]
+        log_file = run_dir / "retrains" / "2-zero3-smoke" / "retrain.log"
+        log_tail = log_file.read_text(errors="replace")[-4000:] if log_file.exists() else ""
     if proc.returncode != 0 or not records:
         print(proc.stdout[-3000:], proc.stderr[-3000:], log_tail, sep="\n", file=sys.stderr)
         print(f"evo.retrain failed with exit code {proc.returncode}", file=sys.stderr)
         return 1
     record = records[0]
-    ok = record.status == "done" and record.launch["backend"] == "accelerate" and record.launch["deepspeed"] == "zero3"
+    ok = record.status == "done" and record.launch["deepspeed"] == "zero3" and record.train["world_size"] == gpus
     results = {
         "device": torch.cuda.get_device_name(0),
-        "gpus": torch.cuda.device_count(),
+        "gpus": gpus,
         "model": args.model,
         "steps": args.steps,
         "wall_s": wall,
         "ok": ok,
         "retrain": {k: getattr(record, k) for k in ("status", "reason", "fitness", "stderr", "n", "launch", "train",
                                                      "timings")},
-        "launch_log_tail": log_tail[-1500:],
+        "log_tail": log_tail[-1500:],
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2, default=str))

@@ -1,9 +1,9 @@
-"""The tiny-preset search with candidate tasks that each ask Ray for one GPU (``resources.num_gpus: 1``).
+"""The tiny-preset search with candidate tasks that each ask Ray for one GPU (``resources.gpus_per_worker: 1``).
 
     python bench/gpu_search.py [--generations 2] [--population 2] [--out FILE]
 
 Runs ``python -m evo.launch --preset tiny`` (symbolic proposer only, so no llama server) with a recipe that sets
-``resources.num_gpus: 1``, watches ``nvidia-smi`` for the processes that hold a GPU context, and checks that every
+``resources.gpus_per_worker: 1``, watches ``nvidia-smi`` for the processes that hold a GPU context, and checks that every
 candidate was trained by one of them (each candidate's ``worker.pid``). Writes wall time, per-candidate timings
 and the GPU evidence to ``bench/results/gpu_search.json``."""
 
@@ -60,7 +60,7 @@ def main() -> int:
         recipe = Path(scratch) / "gpu-tiny.yaml"
         recipe.write_text(yaml.safe_dump({
             "proposers": {"llm": False},
-            "resources": {"num_cpus": 1, "num_gpus": 1, "max_in_flight": gpus},
+            "resources": {"num_cpus": 1, "gpus_per_worker": 1, "max_in_flight": gpus},
         }))
         run_dir = Path(scratch) / "run"
         command = [sys.executable, "-m", "evo.launch", "--preset", "tiny", "--config", str(recipe), "--run-dir",
@@ -94,7 +94,7 @@ def main() -> int:
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))
-    print(f"tiny search with num_gpus=1 tasks on {gpus} x {results['device']}: {len(trained)} candidates trained "
+    print(f"tiny search with gpus_per_worker=1 tasks on {gpus} x {results['device']}: {len(trained)} candidates trained "
           f"in {wall:.0f}s, all on a GPU: {ok}; wrote {args.out}")
     return 0 if ok else 1
 

@@ -106,10 +106,14 @@ class FitnessConfig:
 
 @dataclass(frozen=True)
 class ResourcesConfig:
-    """Ray resources of one candidate task and how many run at once."""
+    """What one candidate trains on (``evo.workers``) and how many candidates run at once. One worker without
+    DeepSpeed trains in the candidate's Ray task, which holds ``num_cpus`` and ``gpus_per_worker``; several workers
+    (or DeepSpeed) train through Ray Train, each worker holding ``num_cpus / workers_per_candidate`` CPUs and
+    ``gpus_per_worker`` GPUs, and the evaluation runs on rank 0."""
 
-    num_cpus: float = 2.0
-    num_gpus: float = 0.0
+    num_cpus: float = 2.0  # CPUs of one candidate in all
+    workers_per_candidate: int = 1  # data-parallel training processes of one candidate
+    gpus_per_worker: float = 0.0
     max_in_flight: int = 1
     task_timeout_s: float = 3600.0
     max_failures_in_a_row: int = 3  # candidates failing in a row with one infrastructure error stop the run (0: never)
@@ -157,6 +161,8 @@ class SearchConfig:
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
     confirm: ConfirmConfig = field(default_factory=ConfirmConfig)
+    # the policy's size in billions of parameters, for --plan where its config cannot be read offline
+    model_params_b: float | None = None
 
     def __post_init__(self) -> None:
         check_search_baselines(self)

@@ -1,5 +1,5 @@
-"""One candidate's work inside a Ray worker: rebuild its loss from the stored graph, train with the shared trainer,
-evaluate.
+"""One candidate's work inside its Ray task: rebuild its loss from the stored graph, train with the shared trainer
+on the candidate's workers (``evo.workers``: in the task for one, through Ray Train for several), evaluate on rank 0.
 
 A proposed candidate's job carries the graph the sandbox traced (JSON), never its source: no candidate code runs in
 the worker. Everything that can go wrong (a tampered graph included) becomes a returned ``JobResult`` with status
@@ -15,6 +15,7 @@ import shutil
 import time
 import traceback
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from evaluators import evaluate, make_spec
@@ -22,11 +23,10 @@ from evaluators.fitness import Fitness, FitnessUnavailable
 from evo.config import FitnessConfig
 from evo.live_steps import STEP_LOG
 from evo.status import Status
+from evo.workers import Placement, TrainTask, train_on_workers
 from trainer.config import TrainingConfig, TrainRun
-from trainer.losses.contract import LossSpec
-from trainer.losses.discovered import CandidateTurned, candidate_loss
-from trainer.step_log import StepLogCallback
-from trainer.train import TrainResult, run_training
+from trainer.losses.discovered import CandidateTurned
+from trainer.train import TrainResult
 from trainer.trainer import CandidateDiverged
 
 
@@ -47,6 +47,7 @@ class CandidateJob:
     ref_cache_dir: str | None = None
     keep_model: bool = False
     report_to: str = "none"
+    placement: Placement = field(default_factory=Placement)  # the workers it trains on (resources)
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,9 @@ class JobResult:
     n: int | None = None
     metrics: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
-    error_class: str | None = None  # what kind of failure (an exception's class name): the circuit breaker's key
+    error_class: str | None = (
+        None  # what kind of failure (an exception's class name): the circuit breaker's key
+    )
 
 
 class NonFiniteFitness(ValueError):
@@ -70,8 +73,10 @@ def _finite(name: str, fitness: Fitness) -> Fitness:
     if math.isfinite(fitness.score) and math.isfinite(fitness.stderr):
         return fitness
     why = "; ".join(f"{k}: {v}" for k, v in fitness.details.items() if k.endswith("_error") and v)
-    raise NonFiniteFitness(f"the {name} evaluator returned score {fitness.score} +- {fitness.stderr}"
-                           + (f" ({why})" if why else ""))
+    raise NonFiniteFitness(
+        f"the {name} evaluator returned score {fitness.score} +- {fitness.stderr}"
+        + (f" ({why})" if why else "")
+    )
 
 
 def _spec_options(name: str, fitness: FitnessConfig, job: CandidateJob) -> dict:
@@ -90,7 +95,9 @@ def preflight(fitness: FitnessConfig) -> None:
     for name in names:
         if name not in ("mt_bench", "alpaca_eval", "alpaca_eval_lc"):
             continue
-        spec = make_spec(name, **dict(getattr(fitness, "alpaca_eval" if name.startswith("alpaca_eval") else name)))
+        spec = make_spec(
+            name, **dict(getattr(fitness, "alpaca_eval" if name.startswith("alpaca_eval") else name))
+        )
         try:
             spec.judge.api_key()
         except RuntimeError as err:
@@ -106,7 +113,10 @@ def score(model_dir: str, job: CandidateJob) -> Fitness:
     score raises ``NonFiniteFitness`` with the evaluator's reason."""
     config = job.fitness
     if config.kind != "weighted":
-        return _finite(config.kind, evaluate(model_dir, make_spec(config.kind, **_spec_options(config.kind, config, job))))
+        return _finite(
+            config.kind,
+            evaluate(model_dir, make_spec(config.kind, **_spec_options(config.kind, config, job))),
+        )
     if not config.weights:
         raise ValueError("fitness.kind 'weighted' needs fitness.weights")
     total, variance, parts = 0.0, 0.0, {}
@@ -141,13 +151,32 @@ def _run_pipeline(job: CandidateJob, run: TrainRun) -> TrainResult:
     )
 
 
-def _graph_loss(job: CandidateJob) -> LossSpec | None:
-    """The proposed loss rebuilt from its graph; None for a registry baseline (``training.loss``)."""
-    if job.loss:
-        return None
-    if job.graph is None:
-        raise ValueError(f"candidate {job.candidate_id} has no stored graph to train (it must validate first)")
-    return candidate_loss(job.name, job.graph, job.training.direction_patience)
+def _train_and_score(
+    job: CandidateJob, run: TrainRun, timings: dict[str, float]
+) -> tuple[TrainResult, Fitness, int]:
+    """A loss on the job's workers, scored on rank 0 where it trained: the result, fitness and world size."""
+    if not job.loss and job.graph is None:  # never train the recipe's own loss in a candidate's name
+        raise ValueError(
+            f"candidate {job.candidate_id} has no stored graph to train (it must validate first)"
+        )
+    task = TrainTask(
+        training=job.training.with_loss(job.loss) if job.loss else job.training,
+        run=run,
+        name=job.name,
+        graph=None if job.loss else job.graph,
+        step_log=str(Path(job.work_dir) / STEP_LOG),
+        evaluate=partial(_timed_score, job=job),
+    )
+    trained = train_on_workers(task, job.placement)
+    fitness, eval_s = trained.evaluation
+    timings["train_s"] = trained.result.seconds
+    timings["eval_s"] = eval_s
+    return trained.result, fitness, trained.world_size
+
+
+def _timed_score(model_dir: str, job: CandidateJob) -> tuple[Fitness, float]:
+    started = time.monotonic()
+    return score(model_dir, job), time.monotonic() - started
 
 
 def run_job(job: CandidateJob) -> JobResult:
@@ -167,18 +196,14 @@ def run_job(job: CandidateJob) -> JobResult:
             report_to=job.report_to,
             run_name=f"{job.candidate_id}-{job.name}",
         )
-        if job.pipeline is not None:
-            trained = _run_pipeline(job, run)
+        if job.pipeline is not None:  # a procedure trains in this task, on one worker's resources
+            trained, world_size = _run_pipeline(job, run), 1
+            timings["train_s"] = time.monotonic() - started
+            scored_at = time.monotonic()
+            fitness = score(str(model_dir), job)
+            timings["eval_s"] = time.monotonic() - scored_at
         else:
-            # a search-scale job trains in its Ray worker: training.deepspeed is for evo.retrain's launches
-            training = job.training.with_loss(job.loss) if job.loss else job.training
-            trained = run_training(
-                training, run, loss=_graph_loss(job), callbacks=[StepLogCallback(work / STEP_LOG)]
-            )
-        timings["train_s"] = time.monotonic() - started
-        scored_at = time.monotonic()
-        fitness = score(str(model_dir), job)
-        timings["eval_s"] = time.monotonic() - scored_at
+            trained, fitness, world_size = _train_and_score(job, run, timings)
     except CandidateDiverged as err:
         return JobResult(
             job.candidate_id,
@@ -214,6 +239,7 @@ def run_job(job: CandidateJob) -> JobResult:
         "last_loss": trained.last_loss,
         "losses": trained.losses,
         "ref_cache_hit": trained.metrics.get("ref_cache_hit"),
+        "world_size": world_size,
         "fitness_details": fitness.details,
     }
     timings["total_s"] = time.monotonic() - started

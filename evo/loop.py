@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from evo.proposers.base import Proposal, Proposer, ProposerUnavailable, Unparsea
 from evo.proposers.server_watch import ServerWatch
 from evo.proposers.symbolic import SymbolicProposer
 from evo.status import Status
+from evo.workers import Placement
 from sandbox.executor import SandboxPool
 from sandbox.validate import ValidationResult, validate_source
 from trainer.losses import get_loss_spec
@@ -283,9 +283,9 @@ class Search:
             loss=candidate.loss,
             pipeline=candidate.pipeline,
             ref_cache_dir=str(cache_root() / "refcache"),
+            placement=Placement.of(self.config.resources, self.config.training),
         )
-        resources = self.config.resources
-        ref = _remote_job.options(num_cpus=resources.num_cpus, num_gpus=resources.num_gpus).remote(job)
+        ref = _remote_job.options(**job.placement.task_resources(in_task=job.pipeline is not None)).remote(job)
         self.in_flight[candidate.id] = _InFlight(candidate.id, ref, time.monotonic())
         self.archive.update(candidate.id, attempts=candidate.attempts + 1)
         self.progress.event(f"candidate {candidate.id} ({candidate.name}): training")
@@ -362,18 +362,6 @@ class Search:
 
 def _json(graph: dict | None) -> str | None:
     return None if graph is None else json.dumps(graph)
-
-
-def init_ray(config: SearchConfig) -> None:
-    """Connect to ``RAY_ADDRESS`` when set (an existing cluster), else start a local Ray on this machine."""
-    if ray.is_initialized():
-        return
-    address = os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=False)
-    else:
-        ray.init(num_cpus=max(os.cpu_count() or 1, int(config.resources.num_cpus)), include_dashboard=False,
-                 log_to_driver=False)
 
 
 def build_proposers(

@@ -8,9 +8,10 @@ Picks a candidate from the run's archive (``--rank K``: K-th on the leaderboard 
 a candidate archived before graphs were stored is validated again in the sandbox for one) with the recipe's ``training`` settings on the recipe's ``data``, scores the checkpoint with the recipe's
 ``fitness`` and every evaluator in ``retrain.evaluators``, and adds a row to the archive's ``retrains`` table.
 
-Where training runs: ``accelerate launch`` with the recipe's DeepSpeed config (``training.deepspeed``) on all
-visible GPUs; ``accelerate launch`` with DDP on several GPUs when the recipe names no DeepSpeed config; in this
-process on one GPU without DeepSpeed, or on a CPU (where a DeepSpeed config is ignored, with a warning)."""
+Where training runs: as a search candidate does (``evo.workers``): the recipe's ``resources.workers_per_candidate``
+workers with ``resources.gpus_per_worker`` GPUs each and its DeepSpeed config (``training.deepspeed``) through Ray
+Train (``RAY_ADDRESS``, or a Ray started here), or in this process for one worker without DeepSpeed. The
+evaluations run on rank 0, where the model trained."""
 
 from __future__ import annotations
 
@@ -20,25 +21,25 @@ import json
 import logging
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
-import torch
 from rich.console import Console
 from rich.table import Table
 
+from evaluators.fitness import Fitness
 from evo.archive import Archive, Candidate
 from evo.config import SearchConfig, load_config, save_config, to_dict
 from evo.data_prep import prepare_data
 from evo.job import CandidateJob, score
 from evo.retrain_store import RetrainRecord, RetrainStore
 from evo.status import TRAINED, Status
+from evo.workers import Placement, TrainTask, init_ray, train_on_workers
 from sandbox.executor import SandboxPool, ZygoteError
 from sandbox.validate import validate_source
 from trainer.config import TrainingConfig, TrainRun
-from trainer.deepspeed.launch import LaunchPlan, launch_plan, train_distributed
-from trainer.losses.discovered import CandidateTurned, candidate_loss
+from trainer.losses.discovered import CandidateTurned
 from trainer.models import cache_root
-from trainer.train import TrainResult, run_training
 from trainer.trainer import CandidateDiverged
 
 log = logging.getLogger("evo.retrain")
@@ -93,55 +94,41 @@ def candidate_training(candidate: Candidate, training: TrainingConfig) -> Traini
     return training.with_loss(candidate.loss) if candidate.loss else training
 
 
-def _train(
-    candidate: Candidate, training: TrainingConfig, run: TrainRun, plan: LaunchPlan, work_dir: Path
-) -> TrainResult:
-    graph = None if candidate.loss else candidate.graph
-    if not candidate.loss and graph is None:  # never train the recipe's own loss in a candidate's name
-        raise ValueError(f"candidate {candidate.id} has no stored graph (with_graph validates it again)")
-    if plan.backend == "accelerate":
-        return train_distributed(
-            training,
-            run,
-            work_dir,
-            num_processes=plan.num_processes,
-            deepspeed=plan.deepspeed,
-            graph=graph,
-            name=candidate.name,
-        )
-    return run_training(training, run, loss=candidate_loss(candidate.name, graph, training.direction_patience))
-
-
-def _evaluations(model_dir: str, job: CandidateJob, names: tuple[str, ...]) -> dict:
-    """Fitness JSON of each extra evaluator, with the options of ``fitness.<name>``."""
-    return {
+def _scores(model_dir: str, job: CandidateJob, names: tuple[str, ...]) -> tuple[Fitness, dict, float]:
+    """The recipe's fitness and each extra evaluator's, with the options of ``fitness.<name>`` (on rank 0, where
+    the model trained); the seconds they took."""
+    started = time.monotonic()
+    fitness = score(model_dir, job)
+    evaluations = {
         name: score(
             model_dir, dataclasses.replace(job, fitness=dataclasses.replace(job.fitness, kind=name))
         ).to_json()
         for name in names
         if name != job.fitness.kind
     }
+    return fitness, evaluations, time.monotonic() - started
 
 
-def retrain(
-    candidate: Candidate, config: SearchConfig, recipe: str, output_dir: Path, gpus: int
-) -> RetrainRecord:
-    """Train and evaluate one candidate with one recipe; failures come back as a ``failed`` record."""
+def retrain(candidate: Candidate, config: SearchConfig, recipe: str, output_dir: Path) -> RetrainRecord:
+    """Train and evaluate one candidate with one recipe on the recipe's workers (``evo.workers``, the search's
+    path); failures come back as a ``failed`` record."""
     started = time.monotonic()
-    plan = launch_plan(config.training.deepspeed, gpus)
-    if plan.note:
-        log.warning(plan.note)
     record = RetrainRecord(
         candidate_id=candidate.id,
         recipe=recipe,
         status=Status.DONE,
         fitness_kind=config.fitness.kind,
         output_dir=str(output_dir),
-        launch=plan.to_json(),
         config=to_dict(config),
     )
     timings: dict[str, float] = {}
     try:
+        if not candidate.loss and candidate.graph is None:  # never train the recipe's own loss in its name
+            raise ValueError(f"candidate {candidate.id} has no stored graph (with_graph validates it again)")
+        placement = Placement.of(config.resources, config.training)
+        record = dataclasses.replace(record, launch=dataclasses.asdict(placement))
+        if placement.on_ray_train:
+            init_ray(config)
         data = prepare_data(config, output_dir)
         timings["data_s"] = time.monotonic() - started
         model_dir = output_dir / "model"
@@ -151,18 +138,6 @@ def retrain(
             ref_cache_dir=str(cache_root() / "refcache"),
             report_to="wandb" if config.wandb else "none",
             run_name=f"retrain-{candidate.id}-{candidate.name}-{recipe}",
-        )
-        trained_at = time.monotonic()
-        trained = _train(candidate, candidate_training(candidate, config.training), run, plan, output_dir)
-        timings["train_s"] = time.monotonic() - trained_at
-        record = dataclasses.replace(
-            record,
-            train={
-                "loss": trained.metrics.get("loss"),
-                "steps": trained.steps,
-                "first_loss": trained.first_loss,
-                "last_loss": trained.last_loss,
-            },
         )
         job = CandidateJob(
             candidate_id=candidate.id,
@@ -176,10 +151,26 @@ def retrain(
             loss=candidate.loss,
             keep_model=True,
         )
-        scored_at = time.monotonic()
-        fitness = score(str(model_dir), job)
-        evaluations = _evaluations(str(model_dir), job, config.retrain.evaluators)
-        timings["eval_s"] = time.monotonic() - scored_at
+        task = TrainTask(
+            training=candidate_training(candidate, config.training),
+            run=run,
+            name=candidate.name,
+            graph=job.graph,
+            evaluate=partial(_scores, job=job, names=config.retrain.evaluators),
+        )
+        trained = train_on_workers(task, placement)
+        fitness, evaluations, timings["eval_s"] = trained.evaluation
+        timings["train_s"] = trained.result.seconds
+        record = dataclasses.replace(
+            record,
+            train={
+                "loss": trained.result.metrics.get("loss"),
+                "steps": trained.result.steps,
+                "first_loss": trained.result.first_loss,
+                "last_loss": trained.result.last_loss,
+                "world_size": trained.world_size,
+            },
+        )
     except Exception as err:  # recorded, like a failed candidate in the search
         if isinstance(err, CandidateDiverged):
             reason = f"training diverged: {err}"
@@ -258,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     console = Console()
     console.print(f"retraining candidate {candidate.id} ({candidate.name}) with {recipe} into {output_dir}")
-    record = retrain(candidate, config, recipe, output_dir, torch.cuda.device_count())
+    record = retrain(candidate, config, recipe, output_dir)
     store = RetrainStore(archive_path)
     store.add(record)
     store.close()

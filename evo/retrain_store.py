@@ -54,7 +54,7 @@ class RetrainRecord:
     n: int | None = None
     evaluations: dict = field(default_factory=dict)  # evaluator name -> Fitness.to_json() (retrain.evaluators)
     output_dir: str = ""
-    launch: dict = field(default_factory=dict)  # backend, num_processes, deepspeed config
+    launch: dict = field(default_factory=dict)  # evo.workers.Placement: workers, CPUs/GPUs each, DeepSpeed
     train: dict = field(default_factory=dict)  # steps, first/last loss, loss name
     timings: dict = field(default_factory=dict)
     config: dict = field(default_factory=dict)  # the resolved recipe

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 DTYPES = ("auto", "float32", "bfloat16")
-# Fields that choose how training is launched, read by trainer.deepspeed.launch.launch_plan (evo.retrain), not by
-# the trainer: the command-line tools train in their own process and have no flag for them.
+# Fields that choose how training is launched, read by the launcher (evo.workers: the search and evo.retrain), which
+# hands DeepSpeed to its workers' trainers: the command-line tools train in their own process and have no flag for them.
 LAUNCH_FIELDS = ("deepspeed",)
 Dtype = Literal["auto", "float32", "bfloat16"]
 
@@ -75,9 +75,9 @@ class TrainingConfig:
         20,
         "discovered losses: stop after this many batches in a row that push against the preference (0: off)",
     )
-    # evo.retrain launches accelerate with it; search jobs and the command-line tools train in their process
+    # evo.workers trains the search's candidates and evo.retrain's runs under it on Ray Train's GPU workers
     deepspeed: str | None = _knob(
-        None, "multi-GPU launch: zero2 | zero3 | a DeepSpeed .json path (GPUs only)"
+        None, "DeepSpeed in the Ray Train workers: zero2 | zero3 | a DeepSpeed .json path (GPUs only)"
     )
 
     def __post_init__(self) -> None:

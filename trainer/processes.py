@@ -1,4 +1,4 @@
-"""Small helpers for the child processes the project starts (a llama.cpp server, an ``accelerate launch``)."""
+"""Small helpers for the child processes the project starts (a llama.cpp server)."""
 
 from __future__ import annotations
 

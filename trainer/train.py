@@ -4,7 +4,7 @@
 
 The flags are generated from ``trainer.config.TrainingConfig`` (how to train; defaults: the default search's)
 and ``TrainRun`` (where), so they carry the config's names and defaults. This command trains in its own process;
-``--deepspeed`` is not among its flags (``evo.retrain`` launches multi-GPU training). The output folder holds a
+``--deepspeed`` is not among its flags (``evo.workers`` trains on several workers, with DeepSpeed). The output folder holds a
 loadable HF checkpoint (safetensors + tokenizer) and ``metrics.json``."""
 
 from __future__ import annotations
@@ -45,12 +45,16 @@ def run_training(
     run: TrainRun,
     loss: Callable | LossSpec | None = None,
     callbacks: Sequence[TrainerCallback] = (),
+    deepspeed: str | None = None,
 ) -> TrainResult:
     """Train ``training.loss`` (or the given callable/spec, e.g. a discovered loss rebuilt from its graph) as
     ``training`` says, on ``run.data`` into ``run.output_dir``; ``callbacks`` join the trainer's (e.g.
-    ``trainer.step_log.StepLogCallback`` for live curves)."""
+    ``trainer.step_log.StepLogCallback`` for live curves). In a process group that a launcher started (Ray
+    Train: ``evo.workers``) every rank calls this and trains data-parallel; ``deepspeed`` (a config name or path)
+    then trains under the HF Trainer's DeepSpeed integration. Rank 0 writes the tokenizer and ``metrics.json``;
+    the result's ``metrics["world_size"]`` is the number of ranks."""
     started = time.monotonic()
-    args = PreferenceConfig.from_training(training, run)
+    args = PreferenceConfig.from_training(training, run, deepspeed=deepspeed)
     _, dataset = load_preference_dataset(run.data)
     model, tokenizer = load_policy(training.model)
     ref_model = None
@@ -71,12 +75,14 @@ def run_training(
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     out = Path(run.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    writer = trainer.is_world_process_zero()
     if run.save_model:
         trainer.model.config.use_cache = (
             True  # TRL trains with the KV cache off; generation from the checkpoint wants it
         )
-        trainer.save_model(str(out))
-        tokenizer.save_pretrained(str(out))
+        trainer.save_model(str(out))  # every rank: ZeRO-3 gathers the shards; rank 0 writes
+        if writer:
+            tokenizer.save_pretrained(str(out))
     seconds = time.monotonic() - started
     result = TrainResult(
         output_dir=str(out),
@@ -90,11 +96,14 @@ def run_training(
             "log_history": trainer.state.log_history,
             "loss": trainer.loss_spec.name,
             "ref_cache_hit": getattr(trainer, "ref_cache_hit", None),
+            "world_size": args.world_size,
+            "deepspeed": deepspeed,
             "training": asdict(training),
             "run": asdict(run),
         },
     )
-    (out / "metrics.json").write_text(json.dumps(asdict(result), indent=2, default=str))
+    if writer:
+        (out / "metrics.json").write_text(json.dumps(asdict(result), indent=2, default=str))
     return result
 
 

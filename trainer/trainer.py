@@ -22,6 +22,7 @@ from trl.trainer.utils import hash_module, pad, selective_log_softmax
 
 from trainer.config import TrainingConfig, TrainRun
 from trainer.data import span_token_weights
+from trainer.deepspeed import config_path
 from trainer.hardware import default_device, resolve_dtype
 from trainer.losses import LossInputs, LossSpec, discovered_loss_spec, get_loss_spec
 from trainer.refcache import CacheKey, ReferenceCache, attach, dataset_fingerprint
@@ -51,9 +52,12 @@ class PreferenceConfig(DPOConfig):
     )
 
     @classmethod
-    def from_training(cls, training: TrainingConfig, run: TrainRun) -> PreferenceConfig:
+    def from_training(
+        cls, training: TrainingConfig, run: TrainRun, deepspeed: str | None = None
+    ) -> PreferenceConfig:
         """The one translation of a ``TrainingConfig`` (how) and a ``TrainRun`` (where) into TRL's arguments.
-        ``training.deepspeed`` is not among them: ``trainer.deepspeed.launch`` reads it to choose how to launch."""
+        ``training.deepspeed`` is not read here: the launcher (``evo.workers``) decides where it applies and passes
+        it as ``deepspeed`` inside its workers, which the HF Trainer's DeepSpeed integration takes."""
         device = default_device()
         bf16 = resolve_dtype(training.dtype, device) == torch.bfloat16
         return cls(
@@ -82,6 +86,7 @@ class PreferenceConfig(DPOConfig):
             bf16=bf16,  # autocast over float32 master weights, on a GPU or a CPU (trainer.hardware)
             dataloader_num_workers=0,
             disable_tqdm=True,
+            deepspeed=str(config_path(deepspeed)) if deepspeed else None,
         )
 
 
@@ -91,6 +96,9 @@ class CandidateDiverged(RuntimeError):
     def __init__(self, step: int, what: str, value: float) -> None:
         super().__init__(f"diverged at step {step}: {what} is {value}")
         self.step, self.what, self.value = step, what, value
+
+    def __reduce__(self):  # pickled with its fields (a Ray Train worker hands it back to the launcher)
+        return type(self), (self.step, self.what, self.value)
 
 
 class WeightedPreferenceCollator(DataCollatorForPreference):

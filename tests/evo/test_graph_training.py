@@ -106,6 +106,7 @@ def test_resumed_training_follows_the_stored_graph_not_the_archived_code(tmp_pat
             baselines=[],
             proposers={"symbolic": False, "repair_rounds": 0},
             llm={"base_url": server.base_url, "model": "fake"},
+            training={"dtype": "float32"},  # exact values below: no bf16 autocast on CPUs that have it
         )
         first = launch(["--config", str(config), "--run-dir", str(run_dir)])
         assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]

@@ -6,11 +6,13 @@ import subprocess
 import sys
 import time
 
+import pytest
+
+pytestmark = pytest.mark.slow  # a search, a CLI run or several trainings: minutes
+
 CODE = """
 import time
 from evo.llama_server import LlamaServer, embedded_server_config
-
-pytestmark = pytest.mark.slow  # a search, a CLI run or several trainings: minutes
 server = LlamaServer(embedded_server_config()).start()
 print(server._process.pid, flush=True)
 time.sleep(600)

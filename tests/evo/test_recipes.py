@@ -10,10 +10,10 @@ import yaml
 
 from evaluators import make_spec
 from evo.config import FitnessConfig, SearchConfig, load_config, to_dict
+from evo.workers import Placement
 from trainer.config import TrainingConfig, TrainRun
-from trainer.deepspeed import accelerate_config, config_names, config_path
+from trainer.deepspeed import config_names, config_path
 from trainer.deepspeed import load_config as load_deepspeed_config
-from trainer.deepspeed.launch import launch_plan
 from trainer.pipelines.baseline_names import PIPELINE_BASELINES
 from trainer.trainer import PreferenceConfig
 
@@ -29,7 +29,7 @@ RECIPE_BATCH = {
 }
 DEEPSPEED_RECIPES = ["zephyr-7b-gemma", "zephyr-7b-gemma-full", "spin-zephyr-7b", "spa-zephyr-7b"]
 EVALUATOR_BLOCKS = ("verifiable", "proxy", "mt_bench", "alpaca_eval")
-RETRAIN_KEYS = {"preset", "seed", "wandb", "training", "data", "fitness", "retrain"}
+RETRAIN_KEYS = {"preset", "seed", "wandb", "training", "data", "fitness", "resources", "retrain"}
 RUN = TrainRun(data="train.jsonl", output_dir="out")
 
 
@@ -128,9 +128,10 @@ def test_data_proposer_and_resource_keys_are_the_ones_their_mode_reads(path):
         return
     if "llm" in raw:
         assert config.proposers.llm, "llm settings without the LLM proposer"
+    resources = config.resources
     if config.training.deepspeed:
-        assert config.resources.num_gpus >= 1, "a DeepSpeed config on CPU-only tasks is never used"
-    assert config.resources.num_gpus == int(config.resources.num_gpus), "candidates take whole GPUs"
+        assert resources.gpus_per_worker >= 1, "DeepSpeed trains on GPU workers"
+    assert resources.gpus_per_worker == int(resources.gpus_per_worker), "workers take whole GPUs"
 
 
 @pytest.mark.parametrize("name", sorted(RECIPE_BATCH))
@@ -138,8 +139,8 @@ def test_effective_batch_is_the_published_one(name):
     raw, config = _recipe(RECIPE_DIR / f"{name}.yaml")
     gpus, effective = RECIPE_BATCH[name]
     assert gpus * config.training.batch_size * config.training.gradient_accumulation_steps == effective
-    if "resources" in raw:  # a search recipe: each candidate task asks Ray for those GPUs
-        assert config.resources.num_gpus == gpus
+    placement = Placement.of(config.resources, config.training)  # one data-parallel worker per GPU
+    assert (placement.workers, placement.gpus) == (gpus, gpus)
 
 
 def test_zephyr_recipe_is_the_discopop_setup():
@@ -217,20 +218,17 @@ def test_recipe_deepspeed_config_passes_deepspeeds_parser(name, tmp_path):
     assert parsed.train_micro_batch_size_per_gpu == training.batch_size
     assert parsed.gradient_accumulation_steps == training.gradient_accumulation_steps
     assert parsed.zero_config.gather_16bit_weights_on_model_save  # save_model writes a whole checkpoint
-    plan = launch_plan(training.deepspeed, gpus=RECIPE_BATCH[name][0])
-    assert (plan.backend, plan.deepspeed) == ("accelerate", training.deepspeed)
+    placement = Placement.of(config.resources, training)
+    assert placement.on_ray_train and placement.deepspeed == training.deepspeed
+    assert training.dtype == "bfloat16"  # as the published runs trained
 
 
 @pytest.mark.parametrize("name", config_names())
-def test_shipped_deepspeed_configs_parse_and_launch(name, tmp_path):
-    from accelerate.commands.config.config_args import load_config_from_file
-
-    parsed = _parsed(name, TrainingConfig(model="tiny", batch_size=4, gradient_accumulation_steps=2))
+def test_shipped_deepspeed_configs_parse_and_reach_the_trainer(name):
+    training = TrainingConfig(model="tiny", batch_size=4, gradient_accumulation_steps=2)
+    parsed = _parsed(name, training)
     assert parsed.zero_optimization_stage == int(name.removeprefix("zero"))
     assert parsed.train_batch_size == 8
-    accelerate_file = tmp_path / "accelerate.yaml"
-    accelerate_file.write_text(yaml.safe_dump(accelerate_config(2, 29500, name)))
-    loaded = load_config_from_file(str(accelerate_file))
-    assert loaded.distributed_type.value == "DEEPSPEED" and loaded.num_processes == 2
-    assert Path(loaded.deepspeed_config["deepspeed_config_file"]) == config_path(name)
-    assert loaded.deepspeed_config["zero3_init_flag"] == (name == "zero3")
+    args = PreferenceConfig.from_training(training, RUN, deepspeed=name)  # what evo.workers' workers get
+    assert Path(args.deepspeed) == config_path(name)
+    assert PreferenceConfig.from_training(training, RUN).deepspeed is None  # one process: never

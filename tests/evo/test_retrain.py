@@ -1,29 +1,26 @@
-"""``python -m evo.retrain`` end to end on the tiny preset (CPU), candidate selection, the launch plan, and the
-distributed launcher (``accelerate launch`` of the training worker, DDP on one CPU process)."""
+"""``python -m evo.retrain`` end to end on the tiny preset (CPU), candidate selection, the placement of a training
+(``evo.workers``), and what comes back from Ray Train's workers (gloo on CPU) when a loss diverges or the evaluation
+fails."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from evo.archive import Archive
+from evo.config import ResourcesConfig, load_config
 from evo.retrain import main, select_candidate, with_graph
 from evo.retrain_store import RetrainStore
 from evo.synthetic import write_synthetic_pairs
+from evo.workers import Placement, TrainTask, init_ray, train_on_workers
 from tests.evo.graphs import traced_graph, validated_graph
 from trainer.config import TrainingConfig, TrainRun
-from trainer.deepspeed.launch import DistributedJob, launch_plan, train_distributed, worker
 from trainer.losses import get_loss_spec
 from trainer.trainer import CandidateDiverged
+
+pytestmark = pytest.mark.slow  # a search, a CLI run or several trainings: minutes
 
 MIXED = """def loss_fn(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps, beta):
     logits = (policy_chosen_logps - policy_rejected_logps) - (reference_chosen_logps - reference_rejected_logps)
@@ -85,23 +82,28 @@ def test_select_candidate_by_rank_and_by_id(run_dir):
     archive.close()
 
 
-def test_launch_plan():
-    cpu = launch_plan("zero3", gpus=0)
-    assert (cpu.backend, cpu.deepspeed) == ("in_process", None) and "zero3" in cpu.note
-    assert launch_plan("zero3", gpus=1).to_json() == {
-        "backend": "accelerate",
-        "num_processes": 1,
-        "deepspeed": "zero3",
-        "note": None,
-    }
-    assert (launch_plan(None, gpus=4).backend, launch_plan(None, gpus=4).num_processes) == ("accelerate", 4)
-    assert launch_plan(None, gpus=1).backend == "in_process"
+def test_placement():
+    two = Placement.of(ResourcesConfig(num_cpus=4, workers_per_candidate=2), TrainingConfig())
+    assert (two.workers, two.cpus_per_worker, two.gpus_per_worker, two.on_ray_train) == (2, 2.0, 0.0, True)
+    assert two.task_resources() == {"num_cpus": 0, "num_gpus": 0}  # Ray Train's workers hold the CPUs
+    assert two.task_resources(in_task=True) == {"num_cpus": 4.0, "num_gpus": 0.0}  # a procedure baseline
+    one = Placement.of(ResourcesConfig(num_cpus=2, gpus_per_worker=1), TrainingConfig())
+    assert not one.on_ray_train and one.task_resources() == {"num_cpus": 2.0, "num_gpus": 1}
+    zero3 = Placement.of(
+        ResourcesConfig(workers_per_candidate=8, gpus_per_worker=1), TrainingConfig(deepspeed="zero3")
+    )
+    assert (zero3.gpus, zero3.deepspeed, zero3.on_ray_train) == (8, "zero3", True)
+    assert Placement(gpus_per_worker=1, deepspeed="zero2").on_ray_train  # DeepSpeed needs its launcher
+    with pytest.raises(ValueError, match="needs GPUs: set resources.gpus_per_worker"):
+        Placement.of(ResourcesConfig(), TrainingConfig(deepspeed="zero3"))
+    with pytest.raises(ValueError, match="workers_per_candidate must be >= 1"):
+        Placement(workers=0)
 
 
 def test_retrain_end_to_end_on_cpu(run_dir, tmp_path):
     recipe = _recipe(
         tmp_path / "tiny-full.yaml",
-        training={"max_steps": 3, "deepspeed": "zero3"},  # no GPU here: trained in-process, the plan says why
+        training={"max_steps": 3},
         fitness={
             "kind": "proxy",
             "verifiable": {"families": ["no_commas", "json_key"], "n_heldout_topics": 2, "max_new_tokens": 8},
@@ -126,7 +128,13 @@ def test_retrain_end_to_end_on_cpu(run_dir, tmp_path):
         assert record.train["steps"] == 3
         assert 0.0 <= record.fitness <= 1.0 and record.n == 6  # the 6 held-out synthetic pairs
         assert record.evaluations["verifiable"]["n"] == 4  # 2 instruction families x 2 held-out topics
-        assert record.launch["backend"] == "in_process" and "zero3" in record.launch["note"]
+        assert record.launch == {
+            "workers": 1,
+            "cpus_per_worker": 1.0,
+            "gpus_per_worker": 0.0,
+            "deepspeed": None,
+        }
+        assert record.train["world_size"] == 1
         assert record.config["training"]["max_steps"] == 3
         assert set(record.timings) == {"data_s", "train_s", "eval_s", "total_s"}
         assert (Path(record.output_dir) / "model" / "model.safetensors").exists()
@@ -192,87 +200,39 @@ def test_cli_refuses_what_cannot_be_retrained(run_dir, tmp_path, capsys):
     assert main([str(tmp_path / "nowhere"), "--rank", "1", "--recipe", str(recipe)]) == 2
 
 
-TINY_TRAINING = TrainingConfig(model="tiny", max_steps=2, batch_size=4, max_length=96, learning_rate=1e-3)
+TINY_TRAINING = TrainingConfig(
+    model="tiny", max_steps=2, batch_size=2, max_length=96, learning_rate=1e-3, dtype="float32"
+)
 
 
-def _run(tmp_path: Path, **overrides) -> TrainRun:
+def _run(tmp_path: Path) -> TrainRun:
     train, _ = write_synthetic_pairs(tmp_path / "data", 8)
-    return TrainRun(**{"data": str(train), "output_dir": str(tmp_path / "model"), **overrides})
+    return TrainRun(data=str(train), output_dir=str(tmp_path / "model"))
 
 
-def test_worker_reports_divergence_for_the_parent(tmp_path, sandbox_pool):
-    job_file = tmp_path / "launch" / "job.json"
-    job_file.parent.mkdir()
-    graph = traced_graph(EXPLODING, sandbox_pool)
-    job_file.write_text(DistributedJob(TINY_TRAINING, _run(tmp_path), "exploding", graph).to_json())
-    with pytest.raises(CandidateDiverged):
-        worker(job_file)
-    assert json.loads((job_file.parent / "diverged.json").read_text())["step"] == 1
-    assert not (job_file.parent / "result.json").exists()
+def _no_score(model_dir: str) -> float:
+    raise ValueError(f"no score for {Path(model_dir).name}")
 
 
-def test_train_distributed_launches_the_worker_through_accelerate(tmp_path, sandbox_pool):
-    """DDP with one CPU process: the real ``accelerate launch`` path that DeepSpeed runs take on GPUs."""
-    result = train_distributed(
-        TINY_TRAINING,
-        _run(tmp_path, ref_cache_dir=str(tmp_path / "refcache")),
-        tmp_path / "launch",
-        num_processes=1,
-        deepspeed=None,
-        graph=validated_graph(MIXED, sandbox_pool),
-        name="mixed_logistic_hinge",
-    )
-    assert (result.steps, result.metrics["loss"]) == (2, "mixed_logistic_hinge")
-    assert result.metrics["training"] == dataclasses.asdict(
-        TINY_TRAINING
-    )  # the job file carried it unchanged
-    assert result.metrics["run"]["ref_cache_dir"] is None  # launched runs keep the reference model alongside
+@pytest.fixture
+def ray_local():
+    import ray
+
+    init_ray(load_config(preset="tiny"))
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_ray_train_workers_hand_back_divergence_and_evaluation_errors(tmp_path, sandbox_pool, ray_local):
+    """Two gloo workers: a diverging loss stops every rank at step 1 and comes back as ``CandidateDiverged``; an
+    evaluation that fails on rank 0 comes back as its own exception, after a checkpoint was written."""
+    two = Placement(workers=2, cpus_per_worker=1.0)
+    exploding = TrainTask(TINY_TRAINING, _run(tmp_path), "exploding", traced_graph(EXPLODING, sandbox_pool))
+    with pytest.raises(CandidateDiverged) as diverged:
+        train_on_workers(exploding, two)
+    assert diverged.value.step == 1
+    failing = TrainTask(TINY_TRAINING, _run(tmp_path), "dpo", evaluate=_no_score)
+    with pytest.raises(ValueError, match="no score for model"):
+        train_on_workers(failing, two)
     assert (tmp_path / "model" / "model.safetensors").exists()
-    config = yaml.safe_load((tmp_path / "launch" / "accelerate.yaml").read_text())
-    assert (config["distributed_type"], config["num_processes"]) == ("MULTI_GPU", 1)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
-    except (FileNotFoundError, IndexError):
-        return False
-    return state != "Z"
-
-
-def test_the_launcher_dies_with_the_process_that_started_it(tmp_path):
-    """A Ray task killed on its timeout must not leave the accelerate launcher (and its ranks) holding the GPUs."""
-    pid_file = tmp_path / "launcher.pid"
-    script = f"""
-import sys
-from pathlib import Path
-import trainer.deepspeed.launch as launch
-from trainer.config import TrainingConfig, TrainRun
-
-pytestmark = pytest.mark.slow  # a search, a CLI run or several trainings: minutes
-stand_in = "import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(600)"
-launch.launch_command = lambda config_file, job_file: [sys.executable, "-c", stand_in]
-launch.train_distributed(TrainingConfig(model="tiny"), TrainRun(data="x", output_dir={str(tmp_path / "model")!r}),
-                         Path({str(tmp_path / "launch")!r}), num_processes=1, deepspeed=None)
-"""
-    caller = subprocess.Popen([sys.executable, "-c", script])
-    launcher = None
-    try:
-        deadline = time.monotonic() + 180
-        while not pid_file.exists() or not pid_file.read_text():
-            assert caller.poll() is None and time.monotonic() < deadline, (
-                "the stand-in launcher never started"
-            )
-            time.sleep(0.2)
-        launcher = int(pid_file.read_text())
-        caller.kill()
-        caller.wait()
-        deadline = time.monotonic() + 20
-        while _alive(launcher) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not _alive(launcher)
-    finally:
-        if caller.poll() is None:
-            caller.kill()
-        if launcher is not None and _alive(launcher):
-            os.kill(launcher, signal.SIGKILL)

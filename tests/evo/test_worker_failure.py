@@ -10,8 +10,9 @@ import ray
 
 from evo.config import load_config
 from evo.data_prep import prepare_data
-from evo.loop import Search, init_ray
+from evo.loop import Search
 from evo.proposers.symbolic import SymbolicProposer
+from evo.workers import init_ray
 
 pytestmark = pytest.mark.slow  # a search, a CLI run or several trainings: minutes
 

@@ -13,6 +13,8 @@ import pytest
 
 from tests.builders import preference_rows, write_jsonl
 
+pytestmark = pytest.mark.slow  # a search, a CLI run or several trainings: minutes
+
 ROOT = Path(__file__).resolve().parents[2]
 
 CHILD = """
@@ -27,8 +29,6 @@ from trainer.config import TrainingConfig, TrainRun
 from trainer.data import load_preference_dataset
 from trainer.models import load_policy
 from trainer.trainer import CandidateDiverged, PreferenceConfig, PreferenceTrainer
-
-pytestmark = pytest.mark.slow  # a search, a CLI run or several trainings: minutes
 
 data, out, loss_name = sys.argv[1:4]
 zero2 = {"zero_optimization": {"stage": 2}, "train_micro_batch_size_per_gpu": "auto", "train_batch_size": "auto",

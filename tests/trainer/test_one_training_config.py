@@ -57,8 +57,10 @@ def capture(monkeypatch) -> list[Capture]:
     captured: list[Capture] = []
     translate = PreferenceConfig.from_training.__func__
 
-    def recording(cls, training: TrainingConfig, run: TrainRun) -> PreferenceConfig:
-        captured.append(Capture(training, translate(cls, training, run)))
+    def recording(
+        cls, training: TrainingConfig, run: TrainRun, deepspeed: str | None = None
+    ) -> PreferenceConfig:
+        captured.append(Capture(training, translate(cls, training, run, deepspeed)))
         raise Captured("arguments recorded; not training")
 
     monkeypatch.setattr(PreferenceConfig, "from_training", classmethod(recording))

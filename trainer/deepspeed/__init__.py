@@ -1,4 +1,5 @@
-"""DeepSpeed configurations for multi-GPU training, and the accelerate config that launches one.
+"""DeepSpeed configurations for multi-GPU training (the HF Trainer's DeepSpeed integration in ``evo.workers``'
+Ray Train workers takes one by path).
 
     zero3.json   ZeRO stage 3: weights, gradients and optimizer states sharded over the GPUs (7B on 8 x 80 GB)
     zero2.json   ZeRO stage 2: gradients and optimizer states sharded; faster when the weights fit on each GPU
@@ -34,30 +35,3 @@ def config_path(name_or_path: str) -> Path:
 
 def load_config(name_or_path: str) -> dict:
     return json.loads(config_path(name_or_path).read_text())
-
-
-def accelerate_config(num_processes: int, main_process_port: int, deepspeed: str | None) -> dict:
-    """The ``accelerate launch --config_file`` contents for one machine: DeepSpeed with the named config, or
-    plain DDP (``MULTI_GPU``) when ``deepspeed`` is None. Mixed precision comes from the training arguments."""
-    if num_processes < 1:
-        raise ValueError(f"num_processes must be >= 1, got {num_processes}")
-    config = {
-        "compute_environment": "LOCAL_MACHINE",
-        "machine_rank": 0,
-        "num_machines": 1,
-        "num_processes": num_processes,
-        "main_process_port": main_process_port,
-        "rdzv_backend": "static",
-        "same_network": True,
-        "use_cpu": False,
-    }
-    if deepspeed is None:
-        return {**config, "distributed_type": "MULTI_GPU"}
-    path = config_path(deepspeed)
-    zero3 = json.loads(path.read_text()).get("zero_optimization", {}).get("stage") == 3
-    # zero3_init_flag: under ZeRO-3, from_pretrained partitions the weights while it loads them
-    return {
-        **config,
-        "distributed_type": "DEEPSPEED",
-        "deepspeed_config": {"deepspeed_config_file": str(path), "zero3_init_flag": zero3},
-    }
