@@ -10,11 +10,11 @@ import subprocess
 import sys
 
 import pytest
-from tests.evo.conftest import launch, write_recipe
 
 from evo.config import load_config
 from evo.confirm_data import check_disjoint, confirmation_split, prompts_of, selection_prompts
 from evo.synthetic import CONFIRM_TOPICS
+from tests.builders import launch, write_recipe
 
 SEEDS = [1000, 1001]
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 import math
 
 import pytest
-from tests.evo.conftest import launch
 
 from evo.archive import Archive
 from evo.config import load_config
 from evo.data_prep import prepare_data
+from tests.builders import launch
 from trainer.config import TrainingConfig, TrainRun
 from trainer.losses.discovered import candidate_loss
 from trainer.train import run_training
