@@ -32,7 +32,8 @@ from evo.circuit_breaker import CircuitOpen
 from evo.config import SearchConfig, load_config, save_config
 from evo.job import preflight
 from evo.leaderboard import leaderboard, render, run_notes
-from evo.loop import Search, build_proposers, init_ray
+from evo.loop import Search
+from evo.session import build_proposers, init_ray
 
 log = logging.getLogger("evo")
 

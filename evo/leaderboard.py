@@ -2,8 +2,9 @@
 
     python -m evo.leaderboard RUN_DIR [--json] [--top N] [--html report.html]
 
-Rank, name, fitness +- stderr, the paired difference to the DPO baseline (per-item differences on the same
-held-out items, with their standard error), generation, proposer; then a status summary, a warning when the run's
+Rank, name, the highest fidelity rung reached (``evo.rungs``; candidates rank by it first), fitness +- stderr at
+that rung, the paired difference to the DPO baseline at the same rung (per-item differences on the same held-out
+items, with their standard error), generation, proposer; then a status summary, a warning when the run's
 sandbox lacked isolation properties (``Archive.isolation_missing``), and what stopped a proposer or the run early
 (a spent LLM budget, a server that could not serve, the circuit breaker)."""
 
@@ -49,8 +50,8 @@ def render(
     isolation_missing: tuple[str, ...] | None = None,
 ) -> None:
     table = Table(title="Discovered losses")
-    for column in ("rank", "name", "fitness", "delta vs DPO", "gen", "proposer"):
-        table.add_column(column, justify="right" if column in ("rank", "gen") else "left")
+    for column in ("rank", "name", "rung", "fitness", "delta vs DPO", "gen", "proposer"):
+        table.add_column(column, justify="right" if column in ("rank", "rung", "gen") else "left")
     for r in rows:
         if r.delta_vs_dpo is None:
             delta = "-"
@@ -58,7 +59,10 @@ def render(
             delta = f"{r.delta_vs_dpo:+.4f}"
         else:
             delta = f"{r.delta_vs_dpo:+.4f} +- {r.delta_stderr:.4f}"
-        table.add_row(str(r.rank), r.name, f"{r.fitness:.4f} +- {r.stderr:.4f}", delta, str(r.generation), r.proposer)
+        rung = "-" if r.rung is None else str(r.rung)
+        table.add_row(
+            str(r.rank), r.name, rung, f"{r.fitness:.4f} +- {r.stderr:.4f}", delta, str(r.generation), r.proposer
+        )
     console.print(table)
     summary = ", ".join(f"{status}: {n}" for status, n in sorted(counts.items()))
     console.print(f"status: {summary or 'no candidates'}")

@@ -6,8 +6,9 @@ import time
 import ray
 
 from evo.config import load_config
-from evo.loop import Search, init_ray
+from evo.loop import Search
 from evo.proposers.symbolic import SymbolicProposer
+from evo.session import init_ray
 
 
 def test_the_driver_hears_training_steps_while_the_candidate_trains(tmp_path):

@@ -10,8 +10,9 @@ import ray
 
 from evo.config import load_config
 from evo.data_prep import prepare_data
-from evo.loop import Search, init_ray
+from evo.loop import Search
 from evo.proposers.symbolic import SymbolicProposer
+from evo.session import init_ray
 
 
 def _wait_for_pid(path: Path, not_in: set[int], timeout: float = 300) -> int:
