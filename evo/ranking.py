@@ -23,7 +23,8 @@ class Row:
     delta_stderr: float | None
     generation: int
     proposer: str
-    rung: int | None = None  # the highest fidelity rung reached (evo.rungs); None in archives from before rungs
+    # the highest fidelity rung reached (evo.rungs); None in archives from before rungs
+    rung: int | None = None
 
 
 def _fitness(c: Candidate) -> Fitness:
@@ -66,7 +67,18 @@ def leaderboard(archive: Archive, top: int | None = None) -> tuple[list[Row], di
             except ValueError:  # no per-item scores: fall back to the plain difference
                 delta = c.fitness - reference.score
         rows.append(
-            Row(rank, c.id, c.name, c.fitness, c.stderr or 0.0, delta, delta_se, c.generation, c.proposer, c.rung)
+            Row(
+                rank,
+                c.id,
+                c.name,
+                c.fitness,
+                c.stderr or 0.0,
+                delta,
+                delta_se,
+                c.generation,
+                c.proposer,
+                c.rung,
+            )
         )
     return rows, archive.status_counts()
 

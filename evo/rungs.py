@@ -3,9 +3,10 @@
 ``fitness.rungs`` lists the rungs, cheapest first; the last is the full evaluation. At rung ``r`` a candidate
 trains with ``budget`` of the training budget (``max_steps`` scaled when set, else ``num_train_epochs``) and is
 scored on the first ``prompts`` of the held-out items (verifiable: the first topics; proxy: the first pairs;
-MT-Bench and AlpacaEval: the first questions of ``max_questions``/``max_instances``), so every rung's items are a
-subset of the next rung's and a candidate is paired with DPO at the same rung on the same items. A promoted
-candidate trains again from the start at the next rung's budget (no checkpoint is carried over)."""
+MT-Bench and AlpacaEval: the first of ``max_questions``/``max_instances``, or of their 80/805 when unset), so
+every rung's items are a subset of the next rung's and a candidate is paired with DPO at the same rung on the same
+items. A promoted candidate trains again from the start at the next rung's budget (no checkpoint is carried
+over)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,7 @@ from pathlib import Path
 from evo.config import FitnessConfig, RungConfig
 from trainer.config import TrainingConfig
 
-# The option of each evaluator that bounds how many held-out items it scores, and that option's full size when the
-# evaluator has a fixed set and the option is unset (None: count them, or required).
+# The option of each evaluator that bounds how many held-out items it scores.
 _ITEM_OPTIONS = {
     "verifiable": "n_heldout_topics",
     "proxy": "max_pairs",
@@ -25,6 +25,10 @@ _ITEM_OPTIONS = {
     "alpaca_eval": "max_instances",
     "alpaca_eval_lc": "max_instances",
 }
+
+
+# The full size of the fixed benchmarks when their option is unset: MT-Bench's questions, AlpacaEval's instructions.
+_FIXED_SETS = {"mt_bench": 80, "alpaca_eval": 805, "alpaca_eval_lc": 805}
 
 
 def rung_training(training: TrainingConfig, rung: RungConfig) -> TrainingConfig:
@@ -55,7 +59,7 @@ def _full_items(name: str, options: dict, heldout_path: str | None) -> int:
         return VerifiableSpec.n_heldout_topics
     if name == "proxy":
         return _count_rows(options.get("data", heldout_path))
-    raise ValueError(f"fitness.{name}.{option} must be set to score a fraction of its items at a cheap rung")
+    return _FIXED_SETS[name]
 
 
 def rung_fitness(fitness: FitnessConfig, rung: RungConfig, heldout_path: str | None) -> FitnessConfig:

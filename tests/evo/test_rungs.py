@@ -12,12 +12,12 @@ import pytest
 from evo.archive import Archive, RungResult
 from evo.behaviour import BehaviourIndex
 from evo.cascade import PROMOTED, REFERENCE, STOPPED, Cascade
-from evo.config import load_config
+from evo.config import RungConfig, load_config
 from evo.loop import Search
 from evo.progress import SearchProgress
 from evo.proposers.base import Proposal
 from evo.ranking import leaderboard
-from evo.rungs import promotions
+from evo.rungs import promotions, rung_fitness, rung_training
 from evo.session import init_ray
 from evo.status import Status
 from tests.evo.graphs import validated_graph
@@ -192,3 +192,19 @@ def test_gradient_weights_see_through_scale_not_through_shape(sandbox_pool):
     others = [Row(1, dpo)]
     assert index.same_gradients(2, validated_graph(TWICE_DPO, sandbox_pool), others, 0.9999).original_id == 1
     assert index.same_gradients(3, validated_graph(HINGE, sandbox_pool), others, 0.9999) is None
+
+
+def test_a_rung_cuts_the_budget_and_takes_a_prefix_of_the_heldout_items(tmp_path):
+    config = load_config()  # the default: rung 0 = 1/4 of the budget on 1/3 of the prompts
+    cheap, full = config.fitness.rungs
+    assert rung_training(config.training, cheap).num_train_epochs == 0.25
+    assert rung_training(config.training, full) == config.training
+    assert rung_fitness(config.fitness, cheap, None).verifiable["n_heldout_topics"] == 6  # of 16
+    heldout = tmp_path / "heldout.jsonl"
+    heldout.write_text("".join('{"prompt": "p", "chosen": "a", "rejected": "b"}\n' for _ in range(10)))
+    proxy = load_config(preset="tiny", overrides={"training": {"max_steps": 8}}).fitness
+    assert rung_fitness(proxy, RungConfig(prompts=0.25), str(heldout)).proxy["max_pairs"] == 3
+    steps = load_config(preset="tiny", overrides={"training": {"max_steps": 8}}).training
+    assert rung_training(steps, RungConfig(budget=0.25)).max_steps == 2
+    with pytest.raises(ValueError, match="last rung must be the full evaluation"):
+        load_config(overrides={"fitness": {"rungs": [{"budget": 0.5}]}})
