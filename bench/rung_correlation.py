@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                 "n_train_pairs": data.stats.get("n_pairs", data.stats),
                 "reduced": reduced,
             },
-            "summary": summary(rows, args.draws, config.seed),
+            "summary": {"losses_planned": args.losses, **summary(rows, args.draws, config.seed)},
             "per_loss": rows,
         }
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
