@@ -5,8 +5,9 @@ the next prompt can show the LLM what went wrong. A validated candidate's ``grap
 (``sandbox.graph``): the trainer, retrain and the report rebuild its loss from that alone, never from ``code``.
 ``notes`` holds what the run should show beside its results: a disabled proposer, why proposing ended, why the
 circuit breaker stopped the run, ``sandbox_isolation_missing`` (the isolation properties the sandbox children lacked
-in any session of the run). An archive written before a column or table
-existed gets it on open."""
+in any session of the run). ``rung_results`` keeps every candidate's result at every fidelity rung (``evo.rungs``)
+with the promotion decision and its reason; the candidate row carries its highest rung's. An archive written before
+a column or table existed gets it on open."""
 
 from __future__ import annotations
 
@@ -56,6 +57,19 @@ CREATE TABLE IF NOT EXISTS candidates (
 CREATE INDEX IF NOT EXISTS by_status ON candidates(status);
 CREATE INDEX IF NOT EXISTS by_fingerprint ON candidates(fingerprint);
 CREATE TABLE IF NOT EXISTS notes (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS rung_results (
+    candidate_id INTEGER NOT NULL REFERENCES candidates(id),
+    rung INTEGER NOT NULL,
+    fitness REAL NOT NULL,
+    stderr REAL,
+    n INTEGER,
+    per_item TEXT NOT NULL DEFAULT '{}',
+    seconds REAL,
+    decision TEXT,
+    reason TEXT,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (candidate_id, rung)
+);
 """
 # Columns added after the first archives were written: (name, type, where older archives kept the value, if
 # anywhere).
@@ -63,6 +77,7 @@ _ADDED_COLUMNS = (
     ("pipeline", "TEXT", "$.pipeline"),
     ("best_before", "REAL", "$.best_before"),
     ("graph", "TEXT", None),
+    ("rung", "INTEGER", None),
 )
 ISOLATION_MISSING = "sandbox_isolation_missing"
 
@@ -91,6 +106,7 @@ class Candidate:
     pipeline: str | None = None  # a fixed method's whole procedure (baselines: spin, spa, aepo_dpo)
     best_before: float | None = None  # the best fitness in the archive when it was validated (bandit reward)
     graph: str | None = None  # JSON of the traced graph (sandbox.graph), stored when the candidate validated
+    rung: int | None = None  # the highest fidelity rung with a result (evo.rungs): fitness, stderr and n are its
     metrics: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
     repair_round: int = 0
@@ -103,6 +119,24 @@ class Candidate:
 
 
 _COLUMNS = [f.name for f in fields(Candidate)]
+
+
+@dataclass(frozen=True)
+class RungResult:
+    """A candidate's result at one fidelity rung, and what the search decided from it (None: not yet):
+    ``promoted`` to the next rung, ``stopped`` there, ``reference`` (a baseline, scored at every rung),
+    ``duplicate`` (behaves like an earlier candidate) or ``final`` (the last rung)."""
+
+    candidate_id: int
+    rung: int
+    fitness: float
+    stderr: float | None
+    n: int | None
+    per_item: dict
+    seconds: float | None = None
+    decision: str | None = None
+    reason: str | None = None
+    created_at: float = 0.0
 
 
 class Archive:
@@ -180,6 +214,28 @@ class Archive:
         with self._transaction() as db:
             db.execute(f"UPDATE candidates SET {assignments} WHERE id = ?", [*values.values(), candidate_id])
 
+    def add_rung_result(self, result: RungResult) -> None:
+        """Keep a rung's result and make it the candidate's fitness (its highest rung so far)."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO rung_results (candidate_id, rung, fitness, stderr, n, per_item, seconds, "
+                "decision, reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (result.candidate_id, result.rung, result.fitness, result.stderr, result.n,
+                 json.dumps(result.per_item), result.seconds, result.decision, result.reason, time.time()),
+            )
+            db.execute(
+                "UPDATE candidates SET rung = ?, fitness = ?, stderr = ?, n = ?, updated_at = ? WHERE id = ? "
+                "AND (rung IS NULL OR rung <= ?)",
+                (result.rung, result.fitness, result.stderr, result.n, time.time(), result.candidate_id, result.rung),
+            )
+
+    def decide_rung(self, candidate_id: int, rung: int, decision: str, reason: str) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE rung_results SET decision = ?, reason = ? WHERE candidate_id = ? AND rung = ?",
+                (decision, reason, candidate_id, rung),
+            )
+
     def record_isolation_missing(self, missing: tuple[str, ...]) -> tuple[str, ...]:
         """Add the isolation properties a session's sandbox lacked to the run's record; returns the record (the
         union over every session of the run, sorted)."""
@@ -229,7 +285,11 @@ class Archive:
         return self._select("generation = ?", (generation,))
 
     def top(self, k: int) -> list[Candidate]:
-        return self._select("status = ? AND fitness IS NOT NULL", (Status.DONE,), order="fitness DESC, id", limit=k)
+        """The ``k`` best done candidates: highest rung reached first, then fitness."""
+        return self._select(
+            "status = ? AND fitness IS NOT NULL", (Status.DONE,), order="COALESCE(rung, 0) DESC, fitness DESC, id",
+            limit=k,
+        )
 
     def recent(self, k: int, statuses: tuple[Status, ...] = (Status.DONE,)) -> list[Candidate]:
         marks = ", ".join("?" for _ in statuses)
@@ -252,6 +312,12 @@ class Archive:
         where = f"({' OR '.join(clauses)}) AND status IN ({', '.join('?' for _ in TRAINED)})"
         found = self._select(where, (*params, *TRAINED), limit=1)
         return found[0] if found else None
+
+    def rung_results(self, candidate_id: int | None = None) -> list[RungResult]:
+        """Every rung result (of one candidate when given), by candidate and rung."""
+        where, params = ("candidate_id = ?", (candidate_id,)) if candidate_id is not None else ("1", ())
+        rows = self._db.execute(f"SELECT * FROM rung_results WHERE {where} ORDER BY candidate_id, rung", params)
+        return [RungResult(**{**dict(r), "per_item": json.loads(r["per_item"])}) for r in rows.fetchall()]
 
     # ---- run-level notes ----------------------------------------------------------------------------------------
     def set_note(self, key: str, value: Any) -> None:

@@ -88,6 +88,35 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class RungConfig:
+    """One fidelity rung (``evo.rungs``): the fraction of the training budget a candidate trains with and the
+    fraction of the held-out prompts (the first ones: every rung's items are a subset of the next's) it is scored
+    on."""
+
+    budget: float = 1.0
+    prompts: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("budget", "prompts"):
+            value = getattr(self, name)
+            if not 0 < value <= 1:
+                raise ValueError(f"fitness.rungs: {name} must be a fraction in (0, 1], got {value!r}")
+
+
+@dataclass(frozen=True)
+class BehaviourConfig:
+    """Behaviour-level dedup (``evo.behaviour``): a candidate whose per-pair gradient weights match a trained
+    candidate's up to scale (cosine >= ``gradient_cosine``) is a duplicate before training; one whose cheap-rung
+    per-item outcomes agree with a candidate's at the same rung (share >= ``outcome_agreement``) while its weights
+    are close (cosine >= ``outcome_gradient_cosine``) is a duplicate before promotion."""
+
+    enabled: bool = True
+    gradient_cosine: float = 0.9999
+    outcome_agreement: float = 1.0
+    outcome_gradient_cosine: float = 0.995
+
+
+@dataclass(frozen=True)
 class FitnessConfig:
     """The fitness fed back: ``verifiable``, ``proxy``, ``mt_bench``, ``alpaca_eval_lc`` or ``weighted`` (a
     weighted sum over ``weights``). Each evaluator's options sit under its own key."""
@@ -102,6 +131,17 @@ class FitnessConfig:
     alpaca_eval: dict = field(default_factory=dict)
     # The baseline the leaderboard's paired deltas compare with: a name in `baselines` (or the same registry loss).
     reference_baseline: str = "dpo"
+    # Successive halving (evo.rungs): cheap rung first, the best promote_fraction of each rung go on; the last rung
+    # is the full evaluation. Default from bench/rung_correlation.py; a single rung is a plain search.
+    rungs: tuple[RungConfig, ...] = (RungConfig(budget=0.25, prompts=1 / 3), RungConfig())
+    promote_fraction: float = 0.5
+    behaviour: BehaviourConfig = field(default_factory=BehaviourConfig)
+
+    def __post_init__(self) -> None:
+        if not self.rungs or self.rungs[-1] != RungConfig():
+            raise ValueError("fitness.rungs: the last rung must be the full evaluation (budget 1, prompts 1)")
+        if not 0 < self.promote_fraction <= 1:
+            raise ValueError(f"fitness.promote_fraction must be in (0, 1], got {self.promote_fraction!r}")
 
 
 @dataclass(frozen=True)
@@ -181,8 +221,14 @@ PRESETS: dict[str, dict[str, Any]] = {
             "max_length": 96,
         },
         "data": {"source": "synthetic", "synthetic_pairs": 24},
-        # soft accuracy: every tiny loss ranks all 6 held-out pairs right, so plain accuracy cannot separate them
-        "fitness": {"kind": "proxy", "proxy": {"metric": "soft_accuracy"}},
+        # soft accuracy: every tiny loss ranks all 6 held-out pairs right, so plain accuracy cannot separate them;
+        # one rung and no behaviour dedup: today's plain search (tests of the cascade turn them on)
+        "fitness": {
+            "kind": "proxy",
+            "proxy": {"metric": "soft_accuracy"},
+            "rungs": [{}],
+            "behaviour": {"enabled": False},
+        },
         "proposers": {"repair_rounds": 1},
         "llm": {"max_tokens": 400},
         "resources": {"num_cpus": 1.0},
@@ -224,7 +270,11 @@ def _build(cls: type, data: dict, where: str) -> Any:
         elif typing.get_origin(hint) is tuple or (
             isinstance(hint, types.GenericAlias) and hint.__origin__ is tuple
         ):
-            kwargs[name] = tuple(value)
+            item = typing.get_args(hint)[0] if typing.get_args(hint) else None
+            if dataclasses.is_dataclass(item):  # e.g. fitness.rungs: a list of mappings
+                kwargs[name] = tuple(_build(item, v, f"{where}.{name}[{i}]".strip(".")) for i, v in enumerate(value))
+            else:
+                kwargs[name] = tuple(value)
         else:
             kwargs[name] = value
     return cls(**kwargs)

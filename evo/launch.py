@@ -37,9 +37,10 @@ from evo.circuit_breaker import CircuitOpen
 from evo.config import SearchConfig, load_config, save_config
 from evo.job import preflight
 from evo.leaderboard import leaderboard, render, run_notes
-from evo.loop import Search, build_proposers
+from evo.loop import Search
 from evo.plan import PlanDoesNotFit, check, cluster_gpus, plan, render_plan
 from evo.proposal_shares import proposal_shares
+from evo.session import build_proposers
 from evo.workers import init_ray
 
 log = logging.getLogger("evo")

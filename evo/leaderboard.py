@@ -2,7 +2,8 @@
 
     python -m evo.leaderboard RUN_DIR [--json] [--top N] [--html report.html]
 
-Rank, name, fitness +- stderr, the paired difference to the reference baseline (DPO unless the run's
+Rank, name, the highest fidelity rung reached (``evo.rungs``; candidates rank by it first), fitness +- stderr at
+that rung, the paired difference to the reference baseline at the same rung (DPO unless the run's
 ``fitness.reference_baseline`` or ``--reference`` names another; per-item differences on the same held-out items,
 with their standard error; the column and the JSON's ``reference`` name it), the confirmed difference to DPO on
 fresh seeds and prompts with its Holm-adjusted p where ``evo.confirm`` ran (a candidate is called better than DPO
@@ -57,8 +58,8 @@ def render(
     reference: str = REFERENCE_BASELINE,
 ) -> None:
     table = Table(title="Discovered losses")
-    for column in ("rank", "name", "fitness", f"delta vs {reference}", "confirmed vs DPO", "gen", "proposer"):
-        table.add_column(column, justify="right" if column in ("rank", "gen") else "left")
+    for column in ("rank", "name", "rung", "fitness", f"delta vs {reference}", "confirmed vs DPO", "gen", "proposer"):
+        table.add_column(column, justify="right" if column in ("rank", "rung", "gen") else "left")
     for r in rows:
         if r.delta_vs_dpo is None:
             delta = "-"
@@ -66,8 +67,17 @@ def render(
             delta = f"{r.delta_vs_dpo:+.4f}"
         else:
             delta = f"{r.delta_vs_dpo:+.4f} +- {r.delta_stderr:.4f}"
-        table.add_row(str(r.rank), r.name, f"{r.fitness:.4f} +- {r.stderr:.4f}", delta, confirmed_cell(r),
-                      str(r.generation), r.proposer)
+        rung = "-" if r.rung is None else str(r.rung)
+        table.add_row(
+            str(r.rank),
+            r.name,
+            rung,
+            f"{r.fitness:.4f} +- {r.stderr:.4f}",
+            delta,
+            confirmed_cell(r),
+            str(r.generation),
+            r.proposer,
+        )
     console.print(table)
     summary = ", ".join(f"{status}: {n}" for status, n in sorted(counts.items()))
     console.print(f"status: {summary or 'no candidates'}")

@@ -1,7 +1,8 @@
-"""The search driver: propose -> validate (sandbox) -> deduplicate -> train + evaluate (Ray task) -> record.
+"""The search driver: propose -> validate (sandbox) -> deduplicate -> train + evaluate (Ray task) per rung -> record.
 
 The driver is the archive's only writer. It keeps proposing while candidate tasks run, sends sandbox failures
-back to the LLM for repair, never trains a duplicate, and turns every failure into a recorded status. A candidate
+back to the LLM for repair, never trains a duplicate (same fingerprint, or same gradient weights: evo.behaviour),
+promotes through the fidelity rungs (evo.cascade), and turns every failure into a recorded status. A candidate
 that validates is stored with its traced graph, and its training task gets that graph, never the source. The
 isolation the sandbox could not get on this machine is recorded in the archive and said loudly. A proposer that
 can no longer propose (its budget spent, its server gone) is disabled with the reason; when none is left,
@@ -22,6 +23,8 @@ import ray
 
 from evo.archive import Archive, Candidate
 from evo.bandit import ProposerBandit, reward
+from evo.behaviour import BehaviourMatch
+from evo.cascade import Cascade
 from evo.circuit_breaker import CircuitBreaker, CircuitOpen
 from evo.config import SearchConfig
 from evo.data_prep import TrainingData, prepare_data
@@ -29,8 +32,6 @@ from evo.job import CandidateJob, JobResult, run_job
 from evo.live_steps import STEP_LOG, StepTail
 from evo.progress import SearchProgress
 from evo.proposers.base import Proposal, Proposer, ProposerUnavailable, Unparseable
-from evo.proposers.server_watch import ServerWatch
-from evo.proposers.symbolic import SymbolicProposer
 from evo.status import Status
 from evo.workers import Placement
 from sandbox.executor import SandboxPool
@@ -74,6 +75,8 @@ class Search:
         self.steps = StepTail()
         self.breaker = CircuitBreaker(config.resources.max_failures_in_a_row)
         self.proposing_ended: str | None = None
+        self.cascade = Cascade(config, self.archive, self.progress)  # fidelity rungs and behaviour dedup
+        self.resubmit: list[int] = []  # candidates to train at their next rung (submitted after a collect)
 
     def _finalized(self, candidate_id: int) -> None:
         candidate = self.archive.get(candidate_id)
@@ -96,6 +99,7 @@ class Search:
         self.progress.start()
         self._record_isolation()
         self._resume_interrupted()
+        self.resubmit.extend(self.cascade.unfinished_baselines())
         self._baselines()
         for generation in range(1, self.config.generations + 1):
             while self.proposing_ended is None and len(self.archive.in_generation(generation)) < self.config.population:
@@ -103,9 +107,11 @@ class Search:
                 self._propose_and_submit(generation)
             while self.in_flight:
                 self._collect(block=True)
+            self._drain_resubmits(promote=True)  # promotions (evo.cascade) at the end of each generation
             if self.proposing_ended is not None:
                 break
-        while self.in_flight:  # the baselines of a run with no generation
+        while self.in_flight or self.cascade.waiting():  # the baselines of a run with no generation; last rungs
+            self._drain_resubmits(promote=True)
             self._collect(block=True)
         self.progress.stop()
 
@@ -250,14 +256,17 @@ class Search:
             self._finalized(cid)
             return
         original = self.archive.original_with(verdict.fingerprint, verdict.canonical_form)
-        if original is not None:
+        match = (  # the same fingerprint or canonical form, else the same per-pair gradient weights up to scale
+            BehaviourMatch(original.id, f"behaves like candidate {original.id} ({original.name})")
+            if original is not None else self.cascade.gradient_duplicate(cid, _json(verdict.graph))
+        )
+        if match is not None:
             self.archive.update(
-                cid, status=Status.DUPLICATE, duplicate_of=original.id, fingerprint=verdict.fingerprint,
-                canonical=verdict.canonical_form, reason=f"behaves like candidate {original.id} ({original.name})",
-                graph=_json(verdict.graph),
+                cid, status=Status.DUPLICATE, duplicate_of=match.original_id, fingerprint=verdict.fingerprint,
+                canonical=verdict.canonical_form, reason=match.reason, graph=_json(verdict.graph),
             )
             self.bandit.update(arm, 0.0)
-            self.progress.event(f"candidate {cid}: duplicate of {original.id} ({original.name})")
+            self.progress.event(f"candidate {cid}: duplicate of {match.original_id}: {match.reason}")
             self._finalized(cid)
             return
         self.archive.update(
@@ -277,8 +286,7 @@ class Search:
             work_dir=str(self.run_dir / "candidates" / str(candidate.id)),
             train_path=str(self.data.train_path),
             heldout_path=str(self.data.heldout_path) if self.data.heldout_path else None,
-            training=self.config.training,
-            fitness=self.config.fitness,
+            **self.cascade.job_settings(candidate.id, str(self.data.heldout_path) if self.data.heldout_path else None),
             graph=None if candidate.loss else candidate.graph,
             loss=candidate.loss,
             pipeline=candidate.pipeline,
@@ -335,6 +343,14 @@ class Search:
                         error_class="TaskTimeout",
                     )
                 )
+        self._drain_resubmits()
+
+    def _drain_resubmits(self, promote: bool = False) -> None:
+        """Submit the candidates waiting for their next rung, after the promotions when ``promote``. ``_submit`` may
+        collect and so drain again: the queue is shared, each candidate is popped once."""
+        self.resubmit.extend(self.cascade.decide() if promote else [])
+        while self.resubmit:
+            self._submit(self.archive.get(self.resubmit.pop(0)))
 
     def _record(self, result: JobResult) -> None:
         candidate = self.archive.get(result.candidate_id)
@@ -343,6 +359,11 @@ class Search:
             stderr=result.stderr, n=result.n, metrics={**candidate.metrics, **result.metrics},
             timings={**candidate.timings, **result.timings},
         )
+        if result.status == Status.DONE and self.cascade.record(
+            candidate, result.fitness, result.stderr, result.n,
+            result.metrics.get("fitness_details", {}).get("per_item", {}), result.timings.get("total_s"),
+        ):
+            self.resubmit.append(candidate.id)
         if candidate.proposer in self.proposers:
             self.bandit.update(
                 candidate.proposer, reward(result.status, result.fitness, candidate.best_before)
@@ -362,19 +383,3 @@ class Search:
 
 def _json(graph: dict | None) -> str | None:
     return None if graph is None else json.dumps(graph)
-
-
-def build_proposers(
-    config: SearchConfig, llm_base_url: str | None, seed: int, server: ServerWatch | None = None
-) -> dict[str, Proposer]:
-    """The enabled proposers; ``server`` is the watch over the launcher's own llama.cpp server, if it started one."""
-    from evo.proposers.llm import LLMProposer
-
-    proposers: dict[str, Proposer] = {}
-    if config.proposers.llm and llm_base_url:
-        proposers["llm"] = LLMProposer(config.llm, config.proposers, llm_base_url, seed=seed, server=server)
-    if config.proposers.symbolic:
-        proposers["symbolic"] = SymbolicProposer(seed=seed)
-    if not proposers:
-        raise ValueError("no proposer enabled: set proposers.llm or proposers.symbolic")
-    return proposers

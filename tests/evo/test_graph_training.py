@@ -20,7 +20,8 @@ from rich.console import Console
 from evo.archive import Archive
 from evo.config import load_config
 from evo.job import CandidateJob, run_job
-from evo.loop import Search, build_proposers
+from evo.loop import Search
+from evo.session import build_proposers
 from evo.status import Status
 from evo.synthetic import write_synthetic_pairs
 from sandbox.executor import SandboxPool
