@@ -32,8 +32,17 @@ DISCOVERED = """def loss_fn(policy_chosen_logps, policy_rejected_logps, referenc
 
 def finished_run(run_dir: Path) -> None:
     archive = Archive(run_dir / "archive.sqlite")
-    archive.add(0, "baseline", "done", name="dpo", loss="sigmoid", code=get_loss_spec("sigmoid").source,
-                fitness=0.5, stderr=0.1, n=6)
+    archive.add(
+        0,
+        "baseline",
+        "done",
+        name="dpo",
+        loss="sigmoid",
+        code=get_loss_spec("sigmoid").source,
+        fitness=0.5,
+        stderr=0.1,
+        n=6,
+    )
     archive.add(1, "llm", "done", name="mixed_logistic_hinge", code=DISCOVERED, fitness=0.9, stderr=0.1, n=6)
     archive.close()
 
@@ -45,22 +54,34 @@ def main() -> int:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "gpu_retrain_zero3.json"))
     args = parser.parse_args()
     if not torch.cuda.is_available():
-        print("no CUDA device: this smoke run trains with DeepSpeed ZeRO-3 on GPUs; run it on a GPU machine",
-              file=sys.stderr)
+        print(
+            "no CUDA device: this smoke run trains with DeepSpeed ZeRO-3 on GPUs; run it on a GPU machine",
+            file=sys.stderr,
+        )
         return 2
     gpus = torch.cuda.device_count()
     with tempfile.TemporaryDirectory() as scratch:
         run_dir = Path(scratch) / "run"
         finished_run(run_dir)
         recipe = Path(scratch) / "zero3-smoke.yaml"
-        recipe.write_text(yaml.safe_dump({
-            "preset": "tiny",
-            "training": {"model": args.model, "max_steps": args.steps, "batch_size": 4, "learning_rate": 1e-5,
-                         "max_length": 256, "deepspeed": "zero3"},
-            "data": {"source": "synthetic", "synthetic_pairs": 4 * args.steps},
-            "fitness": {"kind": "proxy"},
-            "resources": {"num_cpus": gpus, "workers_per_candidate": gpus, "gpus_per_worker": 1},
-        }))
+        recipe.write_text(
+            yaml.safe_dump(
+                {
+                    "preset": "tiny",
+                    "training": {
+                        "model": args.model,
+                        "max_steps": args.steps,
+                        "batch_size": 4,
+                        "learning_rate": 1e-5,
+                        "max_length": 256,
+                        "deepspeed": "zero3",
+                    },
+                    "data": {"source": "synthetic", "synthetic_pairs": 4 * args.steps},
+                    "fitness": {"kind": "proxy"},
+                    "resources": {"num_cpus": gpus, "workers_per_candidate": gpus, "gpus_per_worker": 1},
+                }
+            )
+        )
         command = [sys.executable, "-m", "evo.retrain", str(run_dir), "--rank", "1", "--recipe", str(recipe)]
         started = time.monotonic()
         proc = subprocess.run(command, capture_output=True, text=True)
@@ -75,7 +96,11 @@ def main() -> int:
         print(f"evo.retrain failed with exit code {proc.returncode}", file=sys.stderr)
         return 1
     record = records[0]
-    ok = record.status == "done" and record.launch["deepspeed"] == "zero3" and record.train["world_size"] == gpus
+    ok = (
+        record.status == "done"
+        and record.launch["deepspeed"] == "zero3"
+        and record.train["world_size"] == gpus
+    )
     results = {
         "device": torch.cuda.get_device_name(0),
         "gpus": gpus,
@@ -83,14 +108,18 @@ def main() -> int:
         "steps": args.steps,
         "wall_s": wall,
         "ok": ok,
-        "retrain": {k: getattr(record, k) for k in ("status", "reason", "fitness", "stderr", "n", "launch", "train",
-                                                     "timings")},
+        "retrain": {
+            k: getattr(record, k)
+            for k in ("status", "reason", "fitness", "stderr", "n", "launch", "train", "timings")
+        },
         "log_tail": log_tail[-1500:],
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2, default=str))
-    print(f"ZeRO-3 retrain on {results['gpus']} x {results['device']}: {record.status}, {record.train.get('steps')} "
-          f"steps, train {record.timings.get('train_s', 0):.1f}s, fitness {record.fitness}; wrote {args.out}")
+    print(
+        f"ZeRO-3 retrain on {results['gpus']} x {results['device']}: {record.status}, {record.train.get('steps')} "
+        f"steps, train {record.timings.get('train_s', 0):.1f}s, fitness {record.fitness}; wrote {args.out}"
+    )
     return 0 if ok else 1
 
 

@@ -35,8 +35,11 @@ class GpuProcessWatcher(threading.Thread):
 
     def run(self) -> None:
         while not self._done.is_set():
-            out = subprocess.run(["nvidia-smi", "--query-compute-apps=pid", "--format=csv,noheader"],
-                                 capture_output=True, text=True).stdout
+            out = subprocess.run(
+                ["nvidia-smi", "--query-compute-apps=pid", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+            ).stdout
             self.pids.update(int(line) for line in out.split() if line.strip().isdigit())
             self._done.wait(self.interval_s)
 
@@ -52,19 +55,38 @@ def main() -> int:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "gpu_search.json"))
     args = parser.parse_args()
     if not torch.cuda.is_available():
-        print("no CUDA device: this run schedules candidate tasks on GPUs through Ray; run it on a GPU machine",
-              file=sys.stderr)
+        print(
+            "no CUDA device: this run schedules candidate tasks on GPUs through Ray; run it on a GPU machine",
+            file=sys.stderr,
+        )
         return 2
     gpus = torch.cuda.device_count()
     with tempfile.TemporaryDirectory() as scratch:
         recipe = Path(scratch) / "gpu-tiny.yaml"
-        recipe.write_text(yaml.safe_dump({
-            "proposers": {"llm": False},
-            "resources": {"num_cpus": 1, "gpus_per_worker": 1, "max_in_flight": gpus},
-        }))
+        recipe.write_text(
+            yaml.safe_dump(
+                {
+                    "proposers": {"llm": False},
+                    "resources": {"num_cpus": 1, "gpus_per_worker": 1, "max_in_flight": gpus},
+                }
+            )
+        )
         run_dir = Path(scratch) / "run"
-        command = [sys.executable, "-m", "evo.launch", "--preset", "tiny", "--config", str(recipe), "--run-dir",
-                   str(run_dir), "--generations", str(args.generations), "--population", str(args.population)]
+        command = [
+            sys.executable,
+            "-m",
+            "evo.launch",
+            "--preset",
+            "tiny",
+            "--config",
+            str(recipe),
+            "--run-dir",
+            str(run_dir),
+            "--generations",
+            str(args.generations),
+            "--population",
+            str(args.population),
+        ]
         watcher = GpuProcessWatcher()
         watcher.start()
         started = time.monotonic()
@@ -80,22 +102,37 @@ def main() -> int:
         for c in archive.all():
             pid_file = run_dir / "candidates" / str(c.id) / "worker.pid"
             pid = int(pid_file.read_text()) if pid_file.exists() else None
-            candidates.append({
-                "id": c.id, "name": c.name, "status": c.status, "fitness": c.fitness, "reason": c.reason,
-                "train_s": c.timings.get("train_s"), "eval_s": c.timings.get("eval_s"), "worker_pid": pid,
-                "worker_on_gpu": pid in watcher.pids,
-            })
+            candidates.append(
+                {
+                    "id": c.id,
+                    "name": c.name,
+                    "status": c.status,
+                    "fitness": c.fitness,
+                    "reason": c.reason,
+                    "train_s": c.timings.get("train_s"),
+                    "eval_s": c.timings.get("eval_s"),
+                    "worker_pid": pid,
+                    "worker_on_gpu": pid in watcher.pids,
+                }
+            )
         archive.close()
     trained = [c for c in candidates if c["worker_pid"] is not None]
     ok = bool(trained) and all(c["status"] == "done" and c["worker_on_gpu"] for c in trained)
     results = {
-        "device": torch.cuda.get_device_name(0), "gpus": gpus, "wall_s": wall, "ok": ok,
-        "generations": args.generations, "population": args.population, "candidates": candidates,
+        "device": torch.cuda.get_device_name(0),
+        "gpus": gpus,
+        "wall_s": wall,
+        "ok": ok,
+        "generations": args.generations,
+        "population": args.population,
+        "candidates": candidates,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))
-    print(f"tiny search with gpus_per_worker=1 tasks on {gpus} x {results['device']}: {len(trained)} candidates trained "
-          f"in {wall:.0f}s, all on a GPU: {ok}; wrote {args.out}")
+    print(
+        f"tiny search with gpus_per_worker=1 tasks on {gpus} x {results['device']}: {len(trained)} candidates trained "
+        f"in {wall:.0f}s, all on a GPU: {ok}; wrote {args.out}"
+    )
     return 0 if ok else 1
 
 

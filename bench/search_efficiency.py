@@ -47,7 +47,8 @@ def measure(run_dir: Path, wall_s: float | None) -> dict:
         "candidates_evaluated": len(evaluated),
         "evaluated_per_hour": len(evaluated) / span_h if span_h else 0.0,
         "mean_train_s": mean_train,
-        "train_everything_would_spend_extra_s": mean_train * sum(1 for c in rejected if c.status != "unparseable"),
+        "train_everything_would_spend_extra_s": mean_train
+        * sum(1 for c in rejected if c.status != "unparseable"),
         "wall_s": wall_s if wall_s is not None else finished - started,
     }
 

@@ -50,7 +50,9 @@ class VerifiableSpec:
 
 
 def heldout_prompts(spec: VerifiableSpec) -> list[Prompt]:
-    return make_prompts(spec.families, topics("heldout", spec.n_heldout_topics, spec.first_heldout_topic), spec.seed)
+    return make_prompts(
+        spec.families, topics("heldout", spec.n_heldout_topics, spec.first_heldout_topic), spec.seed
+    )
 
 
 def score_responses(prompts: Sequence[Prompt], responses: Sequence[str]) -> Fitness:

@@ -106,7 +106,9 @@ class Candidate:
     pipeline: str | None = None  # a fixed method's whole procedure (baselines: spin, spa, aepo_dpo)
     best_before: float | None = None  # the best fitness in the archive when it was validated (bandit reward)
     graph: str | None = None  # JSON of the traced graph (sandbox.graph), stored when the candidate validated
-    rung: int | None = None  # the highest fidelity rung with a result (evo.rungs): fitness, stderr and n are its
+    rung: int | None = (
+        None  # the highest fidelity rung with a result (evo.rungs): fitness, stderr and n are its
+    )
     metrics: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
     repair_round: int = 0
@@ -154,7 +156,9 @@ class Archive:
         """Give an older archive the columns it lacks, moving the values it kept in ``metrics`` into them."""
         if {name for name, _, _ in _ADDED_COLUMNS} <= self._columns(self._db):
             return
-        with self._transaction() as db:  # checked again under the write lock: another process may have added them
+        with (
+            self._transaction() as db
+        ):  # checked again under the write lock: another process may have added them
             present = self._columns(db)
             for name, kind, metrics_path in _ADDED_COLUMNS:
                 if name in present:
@@ -188,8 +192,13 @@ class Archive:
     # ---- writes -------------------------------------------------------------------------------------------------
     def add(self, generation: int, proposer: str, status: str = Status.PROPOSED, **values: Any) -> int:
         now = time.time()
-        row = {"generation": generation, "proposer": proposer, "status": _status(status), "created_at": now,
-               "updated_at": now}
+        row = {
+            "generation": generation,
+            "proposer": proposer,
+            "status": _status(status),
+            "created_at": now,
+            "updated_at": now,
+        }
         row.update(values)
         for key in _JSON:
             if key in row:
@@ -220,13 +229,31 @@ class Archive:
             db.execute(
                 "INSERT OR REPLACE INTO rung_results (candidate_id, rung, fitness, stderr, n, per_item, seconds, "
                 "decision, reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (result.candidate_id, result.rung, result.fitness, result.stderr, result.n,
-                 json.dumps(result.per_item), result.seconds, result.decision, result.reason, time.time()),
+                (
+                    result.candidate_id,
+                    result.rung,
+                    result.fitness,
+                    result.stderr,
+                    result.n,
+                    json.dumps(result.per_item),
+                    result.seconds,
+                    result.decision,
+                    result.reason,
+                    time.time(),
+                ),
             )
             db.execute(
                 "UPDATE candidates SET rung = ?, fitness = ?, stderr = ?, n = ?, updated_at = ? WHERE id = ? "
                 "AND (rung IS NULL OR rung <= ?)",
-                (result.rung, result.fitness, result.stderr, result.n, time.time(), result.candidate_id, result.rung),
+                (
+                    result.rung,
+                    result.fitness,
+                    result.stderr,
+                    result.n,
+                    time.time(),
+                    result.candidate_id,
+                    result.rung,
+                ),
             )
 
     def decide_rung(self, candidate_id: int, rung: int, decision: str, reason: str) -> None:
@@ -243,7 +270,8 @@ class Archive:
             row = db.execute("SELECT value FROM notes WHERE key = ?", (ISOLATION_MISSING,)).fetchone()
             union = sorted(set(json.loads(row["value"]) if row else []) | set(missing))
             db.execute(
-                "INSERT OR REPLACE INTO notes (key, value) VALUES (?, ?)", (ISOLATION_MISSING, json.dumps(union))
+                "INSERT OR REPLACE INTO notes (key, value) VALUES (?, ?)",
+                (ISOLATION_MISSING, json.dumps(union)),
             )
         return tuple(union)
 
@@ -262,7 +290,9 @@ class Archive:
         data["status"] = Status(data["status"])
         return Candidate(**data)
 
-    def _select(self, where: str = "1", params: tuple = (), order: str = "id", limit: int | None = None) -> list:
+    def _select(
+        self, where: str = "1", params: tuple = (), order: str = "id", limit: int | None = None
+    ) -> list:
         sql = f"SELECT * FROM candidates WHERE {where} ORDER BY {order}"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
@@ -287,7 +317,9 @@ class Archive:
     def top(self, k: int) -> list[Candidate]:
         """The ``k`` best done candidates: highest rung reached first, then fitness."""
         return self._select(
-            "status = ? AND fitness IS NOT NULL", (Status.DONE,), order="COALESCE(rung, 0) DESC, fitness DESC, id",
+            "status = ? AND fitness IS NOT NULL",
+            (Status.DONE,),
+            order="COALESCE(rung, 0) DESC, fitness DESC, id",
             limit=k,
         )
 
@@ -316,7 +348,9 @@ class Archive:
     def rung_results(self, candidate_id: int | None = None) -> list[RungResult]:
         """Every rung result (of one candidate when given), by candidate and rung."""
         where, params = ("candidate_id = ?", (candidate_id,)) if candidate_id is not None else ("1", ())
-        rows = self._db.execute(f"SELECT * FROM rung_results WHERE {where} ORDER BY candidate_id, rung", params)
+        rows = self._db.execute(
+            f"SELECT * FROM rung_results WHERE {where} ORDER BY candidate_id, rung", params
+        )
         return [RungResult(**{**dict(r), "per_item": json.loads(r["per_item"])}) for r in rows.fetchall()]
 
     # ---- run-level notes ----------------------------------------------------------------------------------------
@@ -327,7 +361,9 @@ class Archive:
             if value is None:
                 db.execute("DELETE FROM notes WHERE key = ?", (key,))
             else:
-                db.execute("INSERT OR REPLACE INTO notes (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+                db.execute(
+                    "INSERT OR REPLACE INTO notes (key, value) VALUES (?, ?)", (key, json.dumps(value))
+                )
 
     def note(self, key: str) -> Any:
         """The run-level note ``key``, or None."""

@@ -15,7 +15,10 @@ from evo.status import Status
 
 
 def reward(status: Status, fitness: float | None, best_before: float | None) -> float:
-    if status not in (Status.TRAINING, Status.DONE):  # a failed candidate earns nothing (TRAINED holds FAILED)
+    if status not in (
+        Status.TRAINING,
+        Status.DONE,
+    ):  # a failed candidate earns nothing (TRAINED holds FAILED)
         return 0.0
     if status == Status.DONE and fitness is not None and (best_before is None or fitness > best_before):
         return 1.0

@@ -14,7 +14,14 @@ from evo.status import Status
 # Error classes a loss earns by itself: it diverged (trainer), the sandbox rejected or could not trace it, or its
 # graph failed on these inputs (sandbox.interpreter).
 CANDIDATE_FAULTS = frozenset(
-    {"CandidateDiverged", "CandidateTurned", "PolicyError", "LossRejected", "GraphRuntimeError", "GuardMismatch"}
+    {
+        "CandidateDiverged",
+        "CandidateTurned",
+        "PolicyError",
+        "LossRejected",
+        "GraphRuntimeError",
+        "GuardMismatch",
+    }
 )
 
 

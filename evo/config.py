@@ -156,7 +156,9 @@ class ResourcesConfig:
     gpus_per_worker: float = 0.0
     max_in_flight: int = 1
     task_timeout_s: float = 3600.0
-    max_failures_in_a_row: int = 3  # candidates failing in a row with one infrastructure error stop the run (0: never)
+    max_failures_in_a_row: int = (
+        3  # candidates failing in a row with one infrastructure error stop the run (0: never)
+    )
 
 
 @dataclass(frozen=True)
@@ -272,7 +274,9 @@ def _build(cls: type, data: dict, where: str) -> Any:
         ):
             item = typing.get_args(hint)[0] if typing.get_args(hint) else None
             if dataclasses.is_dataclass(item):  # e.g. fitness.rungs: a list of mappings
-                kwargs[name] = tuple(_build(item, v, f"{where}.{name}[{i}]".strip(".")) for i, v in enumerate(value))
+                kwargs[name] = tuple(
+                    _build(item, v, f"{where}.{name}[{i}]".strip(".")) for i, v in enumerate(value)
+                )
             else:
                 kwargs[name] = tuple(value)
         else:

@@ -196,9 +196,13 @@ def confirm_after_search(config: SearchConfig, run_dir: Path, console: Console) 
     """``evo.confirm`` with the run's ``confirm`` config; a run it cannot confirm says why and keeps its results."""
     from evo.confirm import confirm_run, describe
 
-    console.print(f"confirming the top {config.confirm.top_k} against DPO with {config.confirm.seeds} fresh seeds")
+    console.print(
+        f"confirming the top {config.confirm.top_k} against DPO with {config.confirm.seeds} fresh seeds"
+    )
     try:
-        summaries = confirm_run(config, run_dir, config.confirm.top_k, config.confirm.seeds, say=notifier(console))
+        summaries = confirm_run(
+            config, run_dir, config.confirm.top_k, config.confirm.seeds, say=notifier(console)
+        )
     except ValueError as err:
         notifier(console)(f"cannot confirm this run: {err}")
         return

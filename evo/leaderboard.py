@@ -33,10 +33,14 @@ from evo.ranking import REFERENCE_BASELINE, Row, confirmed_cell, leaderboard
 
 def run_notes(archive: Archive) -> list[str]:
     """What the search recorded about the run as a whole: disabled proposers, an early end, a stop."""
-    notes = [f"{arm} proposer disabled: {why}" for arm, why in (archive.note("disabled_proposers") or {}).items()]
+    notes = [
+        f"{arm} proposer disabled: {why}" for arm, why in (archive.note("disabled_proposers") or {}).items()
+    ]
     for key in ("proposing_ended", "circuit_breaker"):
         if archive.note(key):
-            notes.append(("stopped by the circuit breaker: " if key == "circuit_breaker" else "") + archive.note(key))
+            notes.append(
+                ("stopped by the circuit breaker: " if key == "circuit_breaker" else "") + archive.note(key)
+            )
     return notes
 
 
@@ -58,7 +62,16 @@ def render(
     reference: str = REFERENCE_BASELINE,
 ) -> None:
     table = Table(title="Discovered losses")
-    for column in ("rank", "name", "rung", "fitness", f"delta vs {reference}", "confirmed vs DPO", "gen", "proposer"):
+    for column in (
+        "rank",
+        "name",
+        "rung",
+        "fitness",
+        f"delta vs {reference}",
+        "confirmed vs DPO",
+        "gen",
+        "proposer",
+    ):
         table.add_column(column, justify="right" if column in ("rank", "rung", "gen") else "left")
     for r in rows:
         if r.delta_vs_dpo is None:
@@ -106,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--top", type=int, default=None)
     parser.add_argument("--html", metavar="PATH", help="also write a self-contained HTML report with plots")
-    parser.add_argument("--reference", help="baseline the paired deltas compare with (default: the run's config)")
+    parser.add_argument(
+        "--reference", help="baseline the paired deltas compare with (default: the run's config)"
+    )
     args = parser.parse_args(argv)
     path = Path(args.run_dir) / "archive.sqlite"
     if not path.exists():
@@ -119,16 +134,28 @@ def main(argv: list[str] | None = None) -> int:
     missing = archive.isolation_missing()
     shares = proposal_shares(archive.all())
     if args.json:
-        print(json.dumps({"rows": [asdict(r) for r in rows], "status_counts": counts, "llm": spend,
-                          "proposal_shares": {p: asdict(s) for p, s in shares.items()},
-                          "notes": run_notes(archive), "reference": reference,
-                          "sandbox_isolation_missing": None if missing is None else list(missing)}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "rows": [asdict(r) for r in rows],
+                    "status_counts": counts,
+                    "llm": spend,
+                    "proposal_shares": {p: asdict(s) for p, s in shares.items()},
+                    "notes": run_notes(archive),
+                    "reference": reference,
+                    "sandbox_isolation_missing": None if missing is None else list(missing),
+                },
+                indent=2,
+            )
+        )
     else:
         render(rows, counts, spend, Console(), run_notes(archive), missing, shares, reference)
     if args.html:
         from evo.report import write_report  # matplotlib: loaded only when a report is asked for
 
-        print(f"report: {write_report(archive, Path(args.run_dir), Path(args.html), args.top)}", file=sys.stderr)
+        print(
+            f"report: {write_report(archive, Path(args.run_dir), Path(args.html), args.top)}", file=sys.stderr
+        )
     archive.close()
     return 0
 

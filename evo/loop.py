@@ -16,50 +16,31 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import ray
 
 from evo.archive import Archive, Candidate
-from evo.bandit import ProposerBandit, reward
+from evo.bandit import ProposerBandit
 from evo.behaviour import BehaviourMatch
+from evo.candidate_tasks import CIRCUIT_BREAKER, DISABLED_PROPOSERS, PROPOSING_ENDED, CandidateTasks, InFlight
 from evo.cascade import Cascade
-from evo.circuit_breaker import CircuitBreaker, CircuitOpen
+from evo.circuit_breaker import CircuitBreaker
 from evo.config import SearchConfig
 from evo.data_prep import TrainingData, prepare_data
-from evo.job import CandidateJob, JobResult, run_job
-from evo.live_steps import STEP_LOG, StepTail
+from evo.live_steps import StepTail
 from evo.progress import SearchProgress
 from evo.proposers.base import Proposal, Proposer, ProposerUnavailable, Unparseable
 from evo.status import Status
-from evo.workers import Placement
 from sandbox.executor import SandboxPool
 from sandbox.validate import ValidationResult, validate_source
 from trainer.losses import get_loss_spec
-from trainer.models import cache_root
 from trainer.pipelines.baseline_names import baseline_loss
 
 log = logging.getLogger(__name__)
 
-# Run-level notes in the archive (shown under the leaderboard): arm -> why it was disabled, why
-# proposing ended early, why the circuit breaker stopped the run. Each session of a run starts them afresh.
-DISABLED_PROPOSERS, PROPOSING_ENDED, CIRCUIT_BREAKER = "disabled_proposers", "proposing_ended", "circuit_breaker"
 
-
-@ray.remote(max_retries=1)  # a worker that dies is retried once; then ray.get raises and the driver records it
-def _remote_job(job: CandidateJob) -> JobResult:
-    return run_job(job)
-
-
-@dataclass
-class _InFlight:
-    candidate_id: int
-    ref: ray.ObjectRef
-    started: float
-
-
-class Search:
+class Search(CandidateTasks):
     def __init__(self, config: SearchConfig, run_dir: Path, proposers: dict[str, Proposer]) -> None:
         self.config = config
         self.run_dir = run_dir
@@ -67,10 +48,12 @@ class Search:
         self.proposers = proposers
         self.bandit = ProposerBandit.from_archive(list(proposers), self.archive, seed=config.seed)
         self.pool = SandboxPool().start()
-        self.in_flight: dict[int, _InFlight] = {}
+        self.in_flight: dict[int, InFlight] = {}
         self.data: TrainingData | None = None
         self.progress = SearchProgress(config)
-        self.observers: list[Callable[[Candidate], None]] = []  # told of every candidate that reaches a final status
+        self.observers: list[
+            Callable[[Candidate], None]
+        ] = []  # told of every candidate that reaches a final status
         self.step_observers: list[Callable[[Candidate, list[dict]], None]] = []  # told of new training steps
         self.steps = StepTail()
         self.breaker = CircuitBreaker(config.resources.max_failures_in_a_row)
@@ -102,7 +85,10 @@ class Search:
         self.resubmit.extend(self.cascade.unfinished_baselines())
         self._baselines()
         for generation in range(1, self.config.generations + 1):
-            while self.proposing_ended is None and len(self.archive.in_generation(generation)) < self.config.population:
+            while (
+                self.proposing_ended is None
+                and len(self.archive.in_generation(generation)) < self.config.population
+            ):
                 self._collect(block=False)
                 self._propose_and_submit(generation)
             while self.in_flight:
@@ -110,7 +96,9 @@ class Search:
             self._drain_resubmits(promote=True)  # promotions (evo.cascade) at the end of each generation
             if self.proposing_ended is not None:
                 break
-        while self.in_flight or self.cascade.waiting():  # the baselines of a run with no generation; last rungs
+        while (
+            self.in_flight or self.cascade.waiting()
+        ):  # the baselines of a run with no generation; last rungs
             self._drain_resubmits(promote=True)
             self._collect(block=True)
         self.progress.stop()
@@ -124,7 +112,9 @@ class Search:
                 "weaker than designed (recorded in the archive)"
             )
         elif recorded:
-            self.progress.warn(f"sandbox: an earlier session of this run validated WITHOUT {', '.join(recorded)}")
+            self.progress.warn(
+                f"sandbox: an earlier session of this run validated WITHOUT {', '.join(recorded)}"
+            )
         else:
             log.info("sandbox: the validating children have every isolation property")
 
@@ -137,35 +127,67 @@ class Search:
             loss = baseline_loss(name)
             if loss is None:
                 cid = self.archive.add(
-                    0, "baseline", Status.TRAINING, name=name, thought=f"baseline: the {name} procedure",
+                    0,
+                    "baseline",
+                    Status.TRAINING,
+                    name=name,
+                    thought=f"baseline: the {name} procedure",
                     pipeline=name,
                 )
                 self._submit(self.archive.get(cid))
                 continue
             spec = get_loss_spec(loss)
             fingerprint = canonical = graph = None
-            if spec.level == "sequence":  # trusted code that trains as itself; its graph serves novelty and reports
+            if (
+                spec.level == "sequence"
+            ):  # trusted code that trains as itself; its graph serves novelty and reports
                 verdict = validate_source(spec.source, entry=loss, pool=self.pool)
-                fingerprint, canonical, graph = verdict.fingerprint, verdict.canonical_form, _json(verdict.graph)
+                fingerprint, canonical, graph = (
+                    verdict.fingerprint,
+                    verdict.canonical_form,
+                    _json(verdict.graph),
+                )
             cid = self.archive.add(
-                0, "baseline", Status.TRAINING, name=name, loss=loss, code=spec.source, thought=f"baseline: {loss}",
-                fingerprint=fingerprint, canonical=canonical, graph=graph,
+                0,
+                "baseline",
+                Status.TRAINING,
+                name=name,
+                loss=loss,
+                code=spec.source,
+                thought=f"baseline: {loss}",
+                fingerprint=fingerprint,
+                canonical=canonical,
+                graph=graph,
             )
             self._submit(self.archive.get(cid))
 
     def _resume_interrupted(self) -> None:
         for candidate in self.archive.by_status(Status.TRAINING):
             if candidate.graph is None and candidate.loss is None and candidate.pipeline is None:
-                log.info("candidate %d (%s) was archived without a graph: validating it again", candidate.id,
-                         candidate.name)
-                self.archive.update(candidate.id, status=Status.PROPOSED)  # picked up with the proposed ones below
+                log.info(
+                    "candidate %d (%s) was archived without a graph: validating it again",
+                    candidate.id,
+                    candidate.name,
+                )
+                self.archive.update(
+                    candidate.id, status=Status.PROPOSED
+                )  # picked up with the proposed ones below
                 continue
-            log.info("rescheduling candidate %d (%s), in flight when the run stopped", candidate.id, candidate.name)
+            log.info(
+                "rescheduling candidate %d (%s), in flight when the run stopped", candidate.id, candidate.name
+            )
             self._submit(candidate)
         for candidate in self.archive.by_status(Status.PROPOSED):
-            log.info("re-validating candidate %d (%s), proposed when the run stopped", candidate.id, candidate.name)
-            proposal = Proposal(candidate.name, candidate.code, candidate.thought, tuple(candidate.parent_ids),
-                                candidate.expression)
+            log.info(
+                "re-validating candidate %d (%s), proposed when the run stopped", candidate.id, candidate.name
+            )
+            proposal = Proposal(
+                candidate.name,
+                candidate.code,
+                candidate.thought,
+                tuple(candidate.parent_ids),
+                candidate.expression,
+            )
             self._validate_and_submit(candidate.id, candidate.proposer, proposal, candidate.repair_round)
 
     # ---- proposing ----------------------------------------------------------------------------------------------
@@ -191,7 +213,9 @@ class Search:
         arm = self.bandit.choose()
         if arm is None:
             off = "; ".join(f"{a}: {why.splitlines()[0]}" for a, why in self.progress.disabled.items())
-            self.proposing_ended = f"proposing ended: no proposer is left ({off}); the candidates in flight finish"
+            self.proposing_ended = (
+                f"proposing ended: no proposer is left ({off}); the candidates in flight finish"
+            )
             self.archive.set_note(PROPOSING_ENDED, self.proposing_ended)
             self.progress.event(self.proposing_ended)
             return
@@ -205,9 +229,14 @@ class Search:
         usage = proposal.usage
         if isinstance(proposal, Unparseable):
             cid = self.archive.add(
-                generation, arm, Status.UNPARSEABLE, reason=proposal.reason,
+                generation,
+                arm,
+                Status.UNPARSEABLE,
+                reason=proposal.reason,
                 metrics={"raw_reply": proposal.raw[:4000], "llm_faults": list(usage.faults)},
-                llm_tokens_in=usage.tokens_in, llm_tokens_out=usage.tokens_out, llm_cost=usage.cost_usd,
+                llm_tokens_in=usage.tokens_in,
+                llm_tokens_out=usage.tokens_out,
+                llm_cost=usage.cost_usd,
                 timings={"propose_s": time.monotonic() - started},
             )
             self.bandit.update(arm, 0.0)
@@ -215,10 +244,19 @@ class Search:
             self._finalized(cid)
             return
         cid = self.archive.add(
-            generation, arm, Status.PROPOSED, name=proposal.name, thought=proposal.thought, code=proposal.code,
-            parent_ids=list(proposal.parent_ids), expression=proposal.expression, llm_tokens_in=usage.tokens_in,
+            generation,
+            arm,
+            Status.PROPOSED,
+            name=proposal.name,
+            thought=proposal.thought,
+            code=proposal.code,
+            parent_ids=list(proposal.parent_ids),
+            expression=proposal.expression,
+            llm_tokens_in=usage.tokens_in,
             metrics={"llm_faults": list(usage.faults)} if usage.faults else {},
-            llm_tokens_out=usage.tokens_out, llm_cost=usage.cost_usd, timings={"propose_s": time.monotonic() - started},
+            llm_tokens_out=usage.tokens_out,
+            llm_cost=usage.cost_usd,
+            timings={"propose_s": time.monotonic() - started},
         )
         self._validate_and_submit(cid, arm, proposal, 0)
 
@@ -243,11 +281,14 @@ class Search:
             }
             if isinstance(fixed, Unparseable):
                 self.archive.update(cid, repair_round=repair_round, **spent)
-                verdict = ValidationResult(False, verdict.stage, f"{verdict.error}\n(repair: {fixed.reason})", None,
-                                           None, 0.0)
+                verdict = ValidationResult(
+                    False, verdict.stage, f"{verdict.error}\n(repair: {fixed.reason})", None, None, 0.0
+                )
                 break
             proposal = fixed
-            self.archive.update(cid, code=fixed.code, thought=fixed.thought, repair_round=repair_round, **spent)
+            self.archive.update(
+                cid, code=fixed.code, thought=fixed.thought, repair_round=repair_round, **spent
+            )
             verdict = validate_source(proposal.code, pool=self.pool)
         if not verdict.valid:
             self.archive.update(cid, status=Status.INVALID, reason=f"[{verdict.stage}] {verdict.error}")
@@ -258,127 +299,32 @@ class Search:
         original = self.archive.original_with(verdict.fingerprint, verdict.canonical_form)
         match = (  # the same fingerprint or canonical form, else the same per-pair gradient weights up to scale
             BehaviourMatch(original.id, f"behaves like candidate {original.id} ({original.name})")
-            if original is not None else self.cascade.gradient_duplicate(cid, _json(verdict.graph))
+            if original is not None
+            else self.cascade.gradient_duplicate(cid, _json(verdict.graph))
         )
         if match is not None:
             self.archive.update(
-                cid, status=Status.DUPLICATE, duplicate_of=match.original_id, fingerprint=verdict.fingerprint,
-                canonical=verdict.canonical_form, reason=match.reason, graph=_json(verdict.graph),
+                cid,
+                status=Status.DUPLICATE,
+                duplicate_of=match.original_id,
+                fingerprint=verdict.fingerprint,
+                canonical=verdict.canonical_form,
+                reason=match.reason,
+                graph=_json(verdict.graph),
             )
             self.bandit.update(arm, 0.0)
             self.progress.event(f"candidate {cid}: duplicate of {match.original_id}: {match.reason}")
             self._finalized(cid)
             return
         self.archive.update(
-            cid, status=Status.TRAINING, fingerprint=verdict.fingerprint, canonical=verdict.canonical_form,
-            best_before=best_before, graph=_json(verdict.graph),
+            cid,
+            status=Status.TRAINING,
+            fingerprint=verdict.fingerprint,
+            canonical=verdict.canonical_form,
+            best_before=best_before,
+            graph=_json(verdict.graph),
         )
         self._submit(self.archive.get(cid))
-
-    # ---- training tasks -------------------------------------------------------------------------------------------
-    def _submit(self, candidate: Candidate) -> None:
-        assert self.data is not None
-        while len(self.in_flight) >= self.config.resources.max_in_flight:  # proposing overlaps training; queuing not
-            self._collect(block=True)
-        job = CandidateJob(
-            candidate_id=candidate.id,
-            name=candidate.name,
-            work_dir=str(self.run_dir / "candidates" / str(candidate.id)),
-            train_path=str(self.data.train_path),
-            heldout_path=str(self.data.heldout_path) if self.data.heldout_path else None,
-            **self.cascade.job_settings(candidate.id, str(self.data.heldout_path) if self.data.heldout_path else None),
-            graph=None if candidate.loss else candidate.graph,
-            loss=candidate.loss,
-            pipeline=candidate.pipeline,
-            ref_cache_dir=str(cache_root() / "refcache"),
-            placement=Placement.of(self.config.resources, self.config.training),
-        )
-        ref = _remote_job.options(**job.placement.task_resources(in_task=job.pipeline is not None)).remote(job)
-        self.in_flight[candidate.id] = _InFlight(candidate.id, ref, time.monotonic())
-        self.archive.update(candidate.id, attempts=candidate.attempts + 1)
-        self.progress.event(f"candidate {candidate.id} ({candidate.name}): training")
-
-    def _forward_steps(self, candidate_id: int) -> None:
-        """Hand the step observers what the candidate's worker logged since the last look (its live curve)."""
-        if not self.step_observers:
-            return
-        rows = self.steps.read(self.run_dir / "candidates" / str(candidate_id) / STEP_LOG)
-        if rows:
-            candidate = self.archive.get(candidate_id)
-            for observer in self.step_observers:
-                observer(candidate, rows)
-
-    def _collect(self, block: bool) -> None:
-        if not self.in_flight:
-            return
-        for candidate_id in self.in_flight:
-            self._forward_steps(candidate_id)
-        refs = [f.ref for f in self.in_flight.values()]
-        ready, _ = ray.wait(refs, num_returns=1, timeout=1.0 if block else 0)  # a second: live curves, time limits
-        by_ref = {f.ref: f for f in self.in_flight.values()}
-        for ref in ready:
-            flight = by_ref[ref]
-            del self.in_flight[flight.candidate_id]
-            self._forward_steps(flight.candidate_id)  # the curve's last steps before its result
-            try:
-                result: JobResult = ray.get(ref)
-            except Exception as err:  # the worker died twice, or the task was cancelled
-                result = JobResult(
-                    flight.candidate_id,
-                    Status.FAILED,
-                    f"worker lost: {type(err).__name__}: {err}"[:800],
-                    error_class=type(err).__name__,
-                )
-            self._record(result)
-        limit = self.config.resources.task_timeout_s
-        for flight in list(self.in_flight.values()):
-            if time.monotonic() - flight.started > limit:
-                ray.cancel(flight.ref, force=True)
-                del self.in_flight[flight.candidate_id]
-                self._record(
-                    JobResult(
-                        flight.candidate_id,
-                        Status.FAILED,
-                        f"exceeded the time limit of {limit:.0f}s",
-                        error_class="TaskTimeout",
-                    )
-                )
-        self._drain_resubmits()
-
-    def _drain_resubmits(self, promote: bool = False) -> None:
-        """Submit the candidates waiting for their next rung, after the promotions when ``promote``. ``_submit`` may
-        collect and so drain again: the queue is shared, each candidate is popped once."""
-        self.resubmit.extend(self.cascade.decide() if promote else [])
-        while self.resubmit:
-            self._submit(self.archive.get(self.resubmit.pop(0)))
-
-    def _record(self, result: JobResult) -> None:
-        candidate = self.archive.get(result.candidate_id)
-        self.archive.update(
-            result.candidate_id, status=result.status, reason=result.reason, fitness=result.fitness,
-            stderr=result.stderr, n=result.n, metrics={**candidate.metrics, **result.metrics},
-            timings={**candidate.timings, **result.timings},
-        )
-        if result.status == Status.DONE and self.cascade.record(
-            candidate, result.fitness, result.stderr, result.n,
-            result.metrics.get("fitness_details", {}).get("per_item", {}), result.timings.get("total_s"),
-        ):
-            self.resubmit.append(candidate.id)
-        if candidate.proposer in self.proposers:
-            self.bandit.update(
-                candidate.proposer, reward(result.status, result.fitness, candidate.best_before)
-            )
-        self.progress.result(self.archive, candidate, result)
-        self._finalized(result.candidate_id)
-        try:
-            self.breaker.record(result.candidate_id, result.status, result.error_class, result.reason)
-        except CircuitOpen as err:
-            for candidate_id in err.candidate_ids:  # not the losses' fault: trained again on --resume
-                self.archive.update(
-                    candidate_id, status=Status.TRAINING, reason=f"stopped by the circuit breaker: {err}"
-                )
-            self.archive.set_note(CIRCUIT_BREAKER, str(err))
-            raise
 
 
 def _json(graph: dict | None) -> str | None:

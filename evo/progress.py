@@ -54,6 +54,8 @@ class SearchProgress:
         if result.status == Status.DONE:
             if self.best is None or result.fitness > self.best[0]:
                 self.best = (result.fitness, candidate.name)
-            self.event(f"candidate {candidate.id} ({candidate.name}): fitness {result.fitness:.4f} +- {result.stderr:.4f}")
+            self.event(
+                f"candidate {candidate.id} ({candidate.name}): fitness {result.fitness:.4f} +- {result.stderr:.4f}"
+            )
         else:
             self.event(f"candidate {candidate.id} ({candidate.name}): failed: {(result.reason or '')[:200]}")

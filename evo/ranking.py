@@ -86,7 +86,9 @@ def leaderboard(
     default: ``fitness.reference_baseline``), and the status counts."""
     done = archive.top(top or 10**9)
     generation0 = archive.in_generation(0)
-    base = reference_baseline(generation0, reference) or reference_baseline(generation0, reference, scored=True)
+    base = reference_baseline(generation0, reference) or reference_baseline(
+        generation0, reference, scored=True
+    )
     base_rungs = {r.rung: r for r in archive.rung_results(base.id)} if base is not None else {}
     confirmations = read_summaries(archive.path)
     rows = []
@@ -100,7 +102,16 @@ def leaderboard(
             except ValueError:  # no per-item scores: fall back to the plain difference
                 delta = c.fitness - against.score
         row = Row(
-            rank, c.id, c.name, c.fitness, c.stderr or 0.0, delta, delta_se, c.generation, c.proposer, rung=c.rung
+            rank,
+            c.id,
+            c.name,
+            c.fitness,
+            c.stderr or 0.0,
+            delta,
+            delta_se,
+            c.generation,
+            c.proposer,
+            rung=c.rung,
         )
         confirmation = confirmations.get(c.id)
         if confirmation is not None:
@@ -114,4 +125,3 @@ def leaderboard(
             )
         rows.append(row)
     return rows, archive.status_counts()
-

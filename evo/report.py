@@ -99,8 +99,12 @@ def _img(png: str, alt: str) -> str:
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], numeric: Sequence[int] = ()) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
     body = "".join(
-        "<tr>" + "".join(f'<td class="num">{cell}</td>' if i in numeric else f"<td>{cell}</td>"
-                         for i, cell in enumerate(row)) + "</tr>"
+        "<tr>"
+        + "".join(
+            f'<td class="num">{cell}</td>' if i in numeric else f"<td>{cell}</td>"
+            for i, cell in enumerate(row)
+        )
+        + "</tr>"
         for row in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -121,24 +125,51 @@ def _leaderboard(rows: Sequence[Row], by_id: dict[int, Candidate], reference: st
         if r.delta_stderr is not None:
             delta += f" &plusmn; {_num(r.delta_stderr)}"
         train_s = c.timings.get("train_s")
-        body.append([str(r.rank), str(r.id), _e(r.name), f"{_num(r.fitness)} &plusmn; {_num(r.stderr)}", delta,
-                     _e(confirmed_cell(r)).replace("+-", "&plusmn;"), str(r.generation), _e(r.proposer),
-                     "-" if train_s is None else f"{train_s:.0f}", _code(c)])
-    headers = ["rank", "id", "name", "fitness", f"delta vs {_e(reference)} (paired)",
-               "confirmed vs DPO (fresh seeds and prompts, Holm p)", "gen", "proposer", "train s", "loss"]
+        body.append(
+            [
+                str(r.rank),
+                str(r.id),
+                _e(r.name),
+                f"{_num(r.fitness)} &plusmn; {_num(r.stderr)}",
+                delta,
+                _e(confirmed_cell(r)).replace("+-", "&plusmn;"),
+                str(r.generation),
+                _e(r.proposer),
+                "-" if train_s is None else f"{train_s:.0f}",
+                _code(c),
+            ]
+        )
+    headers = [
+        "rank",
+        "id",
+        "name",
+        "fitness",
+        f"delta vs {_e(reference)} (paired)",
+        "confirmed vs DPO (fresh seeds and prompts, Holm p)",
+        "gen",
+        "proposer",
+        "train s",
+        "loss",
+    ]
     return _table(headers, body, numeric=(0, 1, 3, 4, 6, 8))
 
 
 def _generations(stats: Sequence[GenerationStats]) -> str:
-    rows = [[str(s.generation), str(s.candidates), str(s.done), _num(s.best), _num(s.best_so_far)] for s in stats]
-    return _table(["generation", "candidates", "trained", "best of generation", "best so far"], rows, range(5))
+    rows = [
+        [str(s.generation), str(s.candidates), str(s.done), _num(s.best), _num(s.best_so_far)] for s in stats
+    ]
+    return _table(
+        ["generation", "candidates", "trained", "best of generation", "best so far"], rows, range(5)
+    )
 
 
 def _statuses(counts: dict[str, int], spend: dict) -> str:
     rows = [[_status(s), str(counts[s])] for s in Status if counts.get(s)]
     rows.append(["all", str(sum(counts.values()))])
-    spent = (f'<p class="note">LLM: {spend["tokens_in"]} tokens in, {spend["tokens_out"]} out, '
-             f'${spend["cost_usd"]:.4f}</p>')
+    spent = (
+        f'<p class="note">LLM: {spend["tokens_in"]} tokens in, {spend["tokens_out"]} out, '
+        f"${spend['cost_usd']:.4f}</p>"
+    )
     return _table(["status", "candidates"], rows, numeric=(1,)) + spent
 
 
@@ -151,8 +182,16 @@ def _not_trained(candidates: Sequence[Candidate]) -> str:
         reason = c.reason or ""
         if c.duplicate_of is not None:
             reason = f"duplicate of #{c.duplicate_of}: {reason}"
-        rows.append([str(c.id), str(c.generation), _e(c.proposer), _e(c.name), _status(c.status),
-                     f"<pre>{_e(reason[:1500])}</pre>"])
+        rows.append(
+            [
+                str(c.id),
+                str(c.generation),
+                _e(c.proposer),
+                _e(c.name),
+                _status(c.status),
+                f"<pre>{_e(reason[:1500])}</pre>",
+            ]
+        )
     table = _table(["id", "gen", "proposer", "name", "status", "reason"], rows, numeric=(0, 1))
     return f"<details><summary>{len(rejected)} candidates not trained or failed, with reasons</summary>{table}</details>"
 
@@ -163,18 +202,31 @@ def _sandbox(missing: tuple[str, ...] | None) -> str:
     return f"weaker: without {_e(', '.join(missing))}" if missing else "fully isolated"
 
 
-def _cards(config: SearchConfig, candidates: Sequence[Candidate], rows: Sequence[Row], spend: dict,
-           isolation_missing: tuple[str, ...] | None) -> str:
+def _cards(
+    config: SearchConfig,
+    candidates: Sequence[Candidate],
+    rows: Sequence[Row],
+    spend: dict,
+    isolation_missing: tuple[str, ...] | None,
+) -> str:
     best = f"{rows[0].fitness:.4f} ({_e(rows[0].name)})" if rows else "-"
     tested = [r for r in rows if r.p_holm is not None]
     better = ", ".join(_e(r.name) for r in tested if r.confirmed) or "none"
     confirmed = f"{better} (of {len(tested)} confirmed on fresh seeds)" if tested else "not run (evo.confirm)"
-    items = [("preset", _e(config.preset)), ("policy", _e(config.training.model)),
-             ("fitness", _e(config.fitness.kind)), ("beta", f"{config.training.beta:g}"),
-             ("candidates", str(len(candidates))), ("best", best),
-             ("better than DPO", confirmed), ("LLM cost", f"${spend['cost_usd']:.4f}"),
-             ("sandbox", _sandbox(isolation_missing))]
-    return '<div class="cards">' + "".join(f'<div class="card">{k}<b>{v}</b></div>' for k, v in items) + "</div>"
+    items = [
+        ("preset", _e(config.preset)),
+        ("policy", _e(config.training.model)),
+        ("fitness", _e(config.fitness.kind)),
+        ("beta", f"{config.training.beta:g}"),
+        ("candidates", str(len(candidates))),
+        ("best", best),
+        ("better than DPO", confirmed),
+        ("LLM cost", f"${spend['cost_usd']:.4f}"),
+        ("sandbox", _sandbox(isolation_missing)),
+    ]
+    return (
+        '<div class="cards">' + "".join(f'<div class="card">{k}<b>{v}</b></div>' for k, v in items) + "</div>"
+    )
 
 
 def render_report(archive: Archive, config: SearchConfig, title: str, top: int | None = None) -> str:
@@ -194,7 +246,8 @@ def render_report(archive: Archive, config: SearchConfig, title: str, top: int |
         f"<h1>{_e(title)}</h1>",
         f'<p class="meta">generated {time.strftime("%Y-%m-%d %H:%M:%S")} from {_e(archive.path)}</p>',
         _cards(config, candidates, rows, spend, archive.isolation_missing()),
-        "<h2>Leaderboard</h2>", _leaderboard(rows, by_id, config.fitness.reference_baseline),
+        "<h2>Leaderboard</h2>",
+        _leaderboard(rows, by_id, config.fitness.reference_baseline),
         "<h2>Best fitness per generation</h2>",
         _img(fitness_png(done, reference.fitness if reference else None), "fitness by generation"),
         _generations(generation_stats(candidates)),
@@ -208,8 +261,11 @@ def render_report(archive: Archive, config: SearchConfig, title: str, top: int |
         "token-level losses along the summed margin with one-token completions (per-token KL 0).</p>",
         _img(shapes_png(curves, beta), "loss shapes f(x) and f'(x)"),
         f'<ul class="note">{shape_errors}</ul>' if shape_errors else "",
-        "<h2>Training curves</h2>", _img(training_png(trained), "training loss curves"),
-        "<h2>Status breakdown</h2>", _img(status_png(counts), "status breakdown"), _statuses(counts, spend),
+        "<h2>Training curves</h2>",
+        _img(training_png(trained), "training loss curves"),
+        "<h2>Status breakdown</h2>",
+        _img(status_png(counts), "status breakdown"),
+        _statuses(counts, spend),
         _not_trained(candidates),
     ]
     return (

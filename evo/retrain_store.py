@@ -52,7 +52,9 @@ class RetrainRecord:
     fitness: float | None = None
     stderr: float | None = None
     n: int | None = None
-    evaluations: dict = field(default_factory=dict)  # evaluator name -> Fitness.to_json() (retrain.evaluators)
+    evaluations: dict = field(
+        default_factory=dict
+    )  # evaluator name -> Fitness.to_json() (retrain.evaluators)
     output_dir: str = ""
     launch: dict = field(default_factory=dict)  # evo.workers.Placement: workers, CPUs/GPUs each, DeepSpeed
     train: dict = field(default_factory=dict)  # steps, first/last loss, loss name
@@ -80,7 +82,9 @@ class RetrainStore:
 
     def add(self, record: RetrainRecord) -> int:
         if record.status not in STATUSES:
-            raise ValueError(f"unknown retrain status {record.status!r}; expected one of {', '.join(STATUSES)}")
+            raise ValueError(
+                f"unknown retrain status {record.status!r}; expected one of {', '.join(STATUSES)}"
+            )
         row = {k: getattr(record, k) for k in _COLUMNS if k != "id"}
         row["created_at"] = time.time()
         for key in _JSON:
@@ -111,4 +115,3 @@ class RetrainStore:
 
     def all(self) -> list[RetrainRecord]:
         return self._records()
-

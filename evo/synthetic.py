@@ -8,14 +8,29 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-TRAIN_TOPICS = ["rivers", "stars", "bread", "music", "trees", "rain", "glass", "roads", "bees", "clouds", "salt", "ink"]
+TRAIN_TOPICS = [
+    "rivers",
+    "stars",
+    "bread",
+    "music",
+    "trees",
+    "rain",
+    "glass",
+    "roads",
+    "bees",
+    "clouds",
+    "salt",
+    "ink",
+]
 HELDOUT_TOPICS = ["owls", "copper", "tides", "maps", "wool", "lamps"]
 CONFIRM_TOPICS = ["foxes", "kettles", "moss", "pebbles", "ferns", "candles", "sails", "honey"]
 
 
 def _pair(topic: str, i: int) -> dict:
     return {
-        "prompt": [{"role": "user", "content": f"In lower case and without commas, say one thing about {topic}."}],
+        "prompt": [
+            {"role": "user", "content": f"In lower case and without commas, say one thing about {topic}."}
+        ],
         "chosen": [{"role": "assistant", "content": f"{topic} are worth a quiet look number {i}"}],
         "rejected": [{"role": "assistant", "content": f"{topic.upper()}, WELL, ARE LOUD, NUMBER {i}!"}],
     }

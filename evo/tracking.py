@@ -50,8 +50,24 @@ log = logging.getLogger(__name__)
 DEFAULT_PROJECT = "evopo"
 STATE_FILE = "evopo-tracker.json"
 TABLE_COLUMNS = (
-    "id", "generation", "proposer", "name", "status", "reason", "fitness", "stderr", "n", "delta_vs_dpo",
-    "delta_stderr", "propose_s", "train_s", "eval_s", "total_s", "llm_tokens_in", "llm_tokens_out", "llm_cost",
+    "id",
+    "generation",
+    "proposer",
+    "name",
+    "status",
+    "reason",
+    "fitness",
+    "stderr",
+    "n",
+    "delta_vs_dpo",
+    "delta_stderr",
+    "propose_s",
+    "train_s",
+    "eval_s",
+    "total_s",
+    "llm_tokens_in",
+    "llm_tokens_out",
+    "llm_cost",
     "code",
 )
 
@@ -66,10 +82,14 @@ def offline_reason(timeout_s: float = 3.0) -> str | None:
     """Why wandb should log offline here (no API key, the W&B host out of reach), or None to log online."""
     base_url = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai")
     host = base_url.hostname or "api.wandb.ai"
-    if not (os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE") or _netrc_key(host)):
+    if not (
+        os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE") or _netrc_key(host)
+    ):
         return "no W&B API key (set WANDB_API_KEY or run `wandb login`)"
     try:
-        socket.create_connection((host, base_url.port or (80 if base_url.scheme == "http" else 443)), timeout_s).close()
+        socket.create_connection(
+            (host, base_url.port or (80 if base_url.scheme == "http" else 443)), timeout_s
+        ).close()
     except OSError as err:
         return f"{host} cannot be reached ({err})"
     return None
@@ -103,7 +123,11 @@ class WandbTracker:
     """Context manager around the search's wandb run."""
 
     def __init__(
-        self, config: SearchConfig, run_dir: Path, archive: Archive, project: str | None = None,
+        self,
+        config: SearchConfig,
+        run_dir: Path,
+        archive: Archive,
+        project: str | None = None,
         notify: Callable[[str], None] = log.warning,
     ) -> None:
         self.config = config
@@ -121,10 +145,18 @@ class WandbTracker:
     # ---- lifecycle ----------------------------------------------------------------------------------------------
     def _init(self, state: dict, mode: str | None) -> wandb.Run:
         return wandb.init(
-            project=self.project, dir=str(self.run_dir), name=self.run_dir.resolve().name, job_type="search",
-            id=state.get("run_id"), resume="allow", tags=[self.config.preset], mode=mode,
+            project=self.project,
+            dir=str(self.run_dir),
+            name=self.run_dir.resolve().name,
+            job_type="search",
+            id=state.get("run_id"),
+            resume="allow",
+            tags=[self.config.preset],
+            mode=mode,
             config={**to_dict(self.config), "run_dir": str(self.run_dir.resolve())},
-            settings=wandb.Settings(console="off"),  # the search logs to search.log; a live terminal display would spam
+            settings=wandb.Settings(
+                console="off"
+            ),  # the search logs to search.log; a live terminal display would spam
         )
 
     def _start(self, state: dict) -> None:
@@ -136,17 +168,23 @@ class WandbTracker:
             self.run = self._init(state, "offline" if reason else mode)
         except Exception as err:  # noqa: BLE001 - wandb must never stop a search
             if reason or mode in ("offline", "disabled"):
-                self.notify(f"wandb could not start ({type(err).__name__}: {err}); the search runs without it")
+                self.notify(
+                    f"wandb could not start ({type(err).__name__}: {err}); the search runs without it"
+                )
                 return
             reason = f"wandb could not start online: {type(err).__name__}: {str(err)[:200]}"
             try:
                 self.run = self._init(state, "offline")
             except Exception as again:  # noqa: BLE001
-                self.notify(f"wandb could not start ({type(again).__name__}: {again}); the search runs without it")
+                self.notify(
+                    f"wandb could not start ({type(again).__name__}: {again}); the search runs without it"
+                )
                 return
         if reason:
             sync_dir = Path(self.run.settings.sync_dir)
-            self.notify(f"wandb: {reason}, so it logs offline to {sync_dir}; upload later with:  wandb sync {sync_dir}")
+            self.notify(
+                f"wandb: {reason}, so it logs offline to {sync_dir}; upload later with:  wandb sync {sync_dir}"
+            )
 
     def __enter__(self) -> WandbTracker:
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
@@ -167,7 +205,9 @@ class WandbTracker:
         self.run.define_metric("train/step")
         self.run.define_metric("train/*", step_metric="train/step")
         already = set(state.get("logged", []))
-        for candidate in self.archive.all():  # what earlier sessions of a resumed search logged, or should have
+        for (
+            candidate
+        ) in self.archive.all():  # what earlier sessions of a resumed search logged, or should have
             if candidate.id in already:
                 self._count(candidate)
                 self.logged.append(candidate.id)
@@ -220,8 +260,10 @@ class WandbTracker:
         self._count(current)
         self.logged.append(current.id)
         point: dict[str, float | int] = {
-            "search/index": len(self.logged), "search/candidate_id": current.id,
-            "search/generation": current.generation, "search/llm_cost": self.archive.llm_spend()["cost_usd"],
+            "search/index": len(self.logged),
+            "search/candidate_id": current.id,
+            "search/generation": current.generation,
+            "search/llm_cost": self.archive.llm_spend()["cost_usd"],
             **{f"status/{status}": n for status, n in self.counts.items()},
         }
         if current.status == Status.DONE and current.fitness is not None:
@@ -254,14 +296,32 @@ class WandbTracker:
         for c in candidates:
             delta, delta_se = deltas.get(c.id, (None, None))
             timings = [c.timings.get(k) for k in ("propose_s", "train_s", "eval_s", "total_s")]
-            table.add_data(c.id, c.generation, c.proposer, c.name, c.status, c.reason, c.fitness, c.stderr, c.n,
-                           delta, delta_se, *timings, c.llm_tokens_in, c.llm_tokens_out, c.llm_cost, c.code)
+            table.add_data(
+                c.id,
+                c.generation,
+                c.proposer,
+                c.name,
+                c.status,
+                c.reason,
+                c.fitness,
+                c.stderr,
+                c.n,
+                delta,
+                delta_se,
+                *timings,
+                c.llm_tokens_in,
+                c.llm_tokens_out,
+                c.llm_cost,
+                c.code,
+            )
         return table
 
     @staticmethod
     def _generations_chart(candidates: list[Candidate]) -> wandb.plot.CustomChart:
-        table = wandb.Table(columns=["generation", "best_of_generation", "best_so_far", "trained", "candidates"],
-                            allow_mixed_types=True)
+        table = wandb.Table(
+            columns=["generation", "best_of_generation", "best_so_far", "trained", "candidates"],
+            allow_mixed_types=True,
+        )
         for s in generation_stats(candidates):
             table.add_data(s.generation, s.best, s.best_so_far, s.done, s.candidates)
         return wandb.plot.line(table, "generation", "best_so_far", title="best fitness by generation")
@@ -272,19 +332,31 @@ class WandbTracker:
         return wandb.plot.line_series(
             xs=[list(range(1, len(c.metrics["losses"]) + 1)) for c in curves],
             ys=[c.metrics["losses"] for c in curves],
-            keys=[f"#{c.id} {c.name}" for c in curves], title="training loss", xname="step",
+            keys=[f"#{c.id} {c.name}" for c in curves],
+            title="training loss",
+            xname="step",
         )
 
     def _summarize(self, candidates: list[Candidate]) -> None:
         assert self.run is not None
         top = self.archive.top(1)
         spend = self.archive.llm_spend()
-        self.run.summary.update({
-            "candidates_total": len(candidates),
-            **{f"status/{status}": n for status, n in self.archive.status_counts().items()},
-            "llm/tokens_in": spend["tokens_in"], "llm/tokens_out": spend["tokens_out"],
-            "llm/cost_usd": spend["cost_usd"],
-        })
+        self.run.summary.update(
+            {
+                "candidates_total": len(candidates),
+                **{f"status/{status}": n for status, n in self.archive.status_counts().items()},
+                "llm/tokens_in": spend["tokens_in"],
+                "llm/tokens_out": spend["tokens_out"],
+                "llm/cost_usd": spend["cost_usd"],
+            }
+        )
         if top:
-            self.run.summary.update({"best/fitness": top[0].fitness, "best/stderr": top[0].stderr,
-                                     "best/id": top[0].id, "best/name": top[0].name, "best/code": top[0].code})
+            self.run.summary.update(
+                {
+                    "best/fitness": top[0].fitness,
+                    "best/stderr": top[0].stderr,
+                    "best/id": top[0].id,
+                    "best/name": top[0].name,
+                    "best/code": top[0].code,
+                }
+            )

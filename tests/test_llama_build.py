@@ -34,7 +34,9 @@ def test_llama_cpp_has_no_amx_tile_instructions():
         listing = subprocess.run(
             ["objdump", "-d", "--no-show-raw-insn", str(library)], capture_output=True, text=True, check=True
         ).stdout
-        used = sorted({name for name in AMX_TILE_INSTRUCTIONS if f"\t{name} " in listing or f" {name} " in listing})
+        used = sorted(
+            {name for name in AMX_TILE_INSTRUCTIONS if f"\t{name} " in listing or f" {name} " in listing}
+        )
         if used:
             offenders[library.name] = used
     assert not offenders, (

@@ -49,7 +49,9 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
     elif path.suffix == ".json":
         rows = json.loads(text)
         if not isinstance(rows, list):
-            raise ValueError(f"{path}: a .json data file must hold a list of objects, got {type(rows).__name__}")
+            raise ValueError(
+                f"{path}: a .json data file must hold a list of objects, got {type(rows).__name__}"
+            )
     else:
         raise ValueError(f"{path}: expected a .jsonl or .json file")
     if not rows:
@@ -74,7 +76,9 @@ def detect_format(columns: set[str]) -> str:
 
 
 def _is_messages(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(m, dict) and "role" in m and "content" in m for m in value)
+    return isinstance(value, list) and all(
+        isinstance(m, dict) and "role" in m and "content" in m for m in value
+    )
 
 
 def _text_or_messages(row: dict, number: int, field: str) -> str | list[dict]:
@@ -97,15 +101,21 @@ def _preference_row(row: dict, number: int) -> dict:
         prompt = _text_or_messages(row, number, "prompt")
     else:
         if not (_is_messages(chosen) and _is_messages(rejected)):
-            raise DataFormatError(number, "prompt", "is missing (an implicit prompt needs conversational rows)")
+            raise DataFormatError(
+                number, "prompt", "is missing (an implicit prompt needs conversational rows)"
+            )
         shared = 0
         while shared < min(len(chosen), len(rejected)) - 1 and chosen[shared] == rejected[shared]:
             shared += 1
         if shared == 0:
             raise DataFormatError(number, "chosen", "shares no prompt turns with 'rejected'")
         prompt, chosen, rejected = chosen[:shared], chosen[shared:], rejected[shared:]
-    if isinstance(prompt, str) != isinstance(chosen, str) or isinstance(chosen, str) != isinstance(rejected, str):
-        raise DataFormatError(number, "prompt", "mixes plain text and chat messages across prompt/chosen/rejected")
+    if isinstance(prompt, str) != isinstance(chosen, str) or isinstance(chosen, str) != isinstance(
+        rejected, str
+    ):
+        raise DataFormatError(
+            number, "prompt", "mixes plain text and chat messages across prompt/chosen/rejected"
+        )
     return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
 
 
@@ -137,14 +147,19 @@ def _granular_row(row: dict, number: int) -> dict:
         raise DataFormatError(number, "masked_region", "must be [start_char, end_char, flag] of integers")
     start, end, flag = region
     if flag not in (1, -1):
-        raise DataFormatError(number, "masked_region", f"flag must be 1 (chosen) or -1 (rejected), got {flag}")
+        raise DataFormatError(
+            number, "masked_region", f"flag must be 1 (chosen) or -1 (rejected), got {flag}"
+        )
     target = correct if flag == 1 else incorrect
     if not 0 <= start < end <= len(target):
         raise DataFormatError(
             number, "masked_region", f"span [{start}, {end}) is outside the {len(target)}-character response"
         )
     if isinstance(prompt, list):
-        chosen, rejected = [{"role": "assistant", "content": correct}], [{"role": "assistant", "content": incorrect}]
+        chosen, rejected = (
+            [{"role": "assistant", "content": correct}],
+            [{"role": "assistant", "content": incorrect}],
+        )
     else:
         chosen, rejected = correct, incorrect
     return {

@@ -61,12 +61,18 @@ class ReferenceCache:
         path = self._path(key)
         fd, scratch = tempfile.mkstemp(dir=self.root, suffix=".tmp")
         os.close(fd)
-        torch.save({"chosen": chosen.float().cpu(), "rejected": rejected.float().cpu(), "key": asdict(key)}, scratch)
+        torch.save(
+            {"chosen": chosen.float().cpu(), "rejected": rejected.float().cpu(), "key": asdict(key)}, scratch
+        )
         os.replace(scratch, path)
         return path
 
 
 def attach(dataset: Dataset, chosen: torch.Tensor, rejected: torch.Tensor) -> Dataset:
     """The dataset with ``ref_chosen_logps``/``ref_rejected_logps`` columns, as TRL's collator expects."""
-    dataset = dataset.remove_columns([c for c in ("ref_chosen_logps", "ref_rejected_logps") if c in dataset.column_names])
-    return dataset.add_column("ref_chosen_logps", chosen.tolist()).add_column("ref_rejected_logps", rejected.tolist())
+    dataset = dataset.remove_columns(
+        [c for c in ("ref_chosen_logps", "ref_rejected_logps") if c in dataset.column_names]
+    )
+    return dataset.add_column("ref_chosen_logps", chosen.tolist()).add_column(
+        "ref_rejected_logps", rejected.tolist()
+    )

@@ -38,7 +38,9 @@ def write_df_gamed(path: Path, n: int = 805) -> Path:
     difficulty = [rng.gauss(0, 1) for _ in range(n)]
     with path.open("w", newline="") as out:
         writer = csv.writer(out)
-        writer.writerow(["model", "index", "instruction_difficulty", "preference", "std_delta_len", "not_gamed_baseline"])
+        writer.writerow(
+            ["model", "index", "instruction_difficulty", "preference", "std_delta_len", "not_gamed_baseline"]
+        )
         for model, sign in (("gamed_verbose", 1), ("gamed_concise", -1)):
             for i in range(n):
                 delta = sign * (0.5 + rng.random())

@@ -102,7 +102,9 @@ def test_batched_greedy_generation_equals_one_by_one(tiny):
         chat(model, tokenizer, [c], SamplingConfig(max_new_tokens=6, batch_size=1))[0] for c in conversations
     ]
     assert batched == single  # left padding and the attention mask do not change greedy outputs
-    sampled = chat(model, tokenizer, conversations, SamplingConfig(max_new_tokens=6, temperature=1.0, num_samples=3))
+    sampled = chat(
+        model, tokenizer, conversations, SamplingConfig(max_new_tokens=6, temperature=1.0, num_samples=3)
+    )
     assert [len(replies) for replies in sampled] == [3, 3, 3]
 
 

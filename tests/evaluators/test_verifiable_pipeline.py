@@ -56,7 +56,11 @@ def _scripted_chat(model, tokenizer, conversations, config, description=""):
     replies = []
     for conversation in conversations:
         mixed = "End your answer with a question." in conversation[-1]["content"]
-        replies.append(["Is it?", "It is.", "Why not?", "No."][: config.num_samples] if mixed else ["x"] * config.num_samples)
+        replies.append(
+            ["Is it?", "It is.", "Why not?", "No."][: config.num_samples]
+            if mixed
+            else ["x"] * config.num_samples
+        )
     return replies
 
 

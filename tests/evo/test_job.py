@@ -23,8 +23,15 @@ def make_job(tmp_path):
     train, heldout = write_synthetic_pairs(tmp_path / "data", 8)
 
     def make(**fields) -> CandidateJob:
-        base = dict(candidate_id=1, name="c", work_dir=str(tmp_path / "work"), train_path=str(train),
-                    heldout_path=str(heldout), training=config.training, fitness=config.fitness)
+        base = dict(
+            candidate_id=1,
+            name="c",
+            work_dir=str(tmp_path / "work"),
+            train_path=str(train),
+            heldout_path=str(heldout),
+            training=config.training,
+            fitness=config.fitness,
+        )
         return CandidateJob(**{**base, **fields})
 
     return make

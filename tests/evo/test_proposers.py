@@ -21,8 +21,11 @@ GOOD = json.dumps({"thought": "plain dpo", "name": "Plain DPO", "code": GOOD_COD
         (GOOD, Proposal, "plain_dpo"),
         ("Sure! " + GOOD + " Hope that helps.", Proposal, "plain_dpo"),
         ("```json\n" + GOOD + "\n```", Proposal, "plain_dpo"),
-        ('{"thought": "t", "name": "raw newlines", "code": "def loss_fn(a, b, c, d, beta):\n    return a"}', Proposal,
-         "raw_newlines"),
+        (
+            '{"thought": "t", "name": "raw newlines", "code": "def loss_fn(a, b, c, d, beta):\n    return a"}',
+            Proposal,
+            "raw_newlines",
+        ),
         ("Here it is:\n```python\n" + GOOD_CODE + "```", Proposal, "candidate"),
         ('{"thought": "x", "name": "cut", "code": "def loss_fn(pc, pr', Unparseable, "truncated"),
         ("I cannot help with that.", Unparseable, "no JSON object"),
@@ -40,8 +43,14 @@ def test_parse_reply(reply, kind, detail):
 
 
 def _proposer(base_url: str, **overrides) -> LLMProposer:
-    settings = dict(base_url=base_url, model="fake", timeout_s=1.0, max_tries=4, price_per_1k_input=0.01,
-                    price_per_1k_output=0.03)
+    settings = dict(
+        base_url=base_url,
+        model="fake",
+        timeout_s=1.0,
+        max_tries=4,
+        price_per_1k_input=0.01,
+        price_per_1k_output=0.03,
+    )
     config = LLMConfig(**{**settings, **overrides})
     return LLMProposer(config, ProposerConfig(), base_url)
 

@@ -56,8 +56,9 @@ def test_dpo_shape_is_its_closed_form():
 def test_the_stored_graph_is_drawn_never_the_code(sandbox_pool):
     margins = margin_grid(BETA)
     tampered = "import os\ndef loss_fn(a, b, c, d, beta):\n    os.system('false')\n    return a\n"
-    values, slopes = loss_shape(sequence_loss(_candidate(traced_graph(HINGE, sandbox_pool), code=tampered)),
-                                margins, BETA)
+    values, slopes = loss_shape(
+        sequence_loss(_candidate(traced_graph(HINGE, sandbox_pool), code=tampered)), margins, BETA
+    )
     x = margins.double()
     assert torch.allclose(torch.from_numpy(values), torch.relu(1 - BETA * x), atol=1e-5)
     inside = (BETA * x < 0.99).numpy()
@@ -66,10 +67,13 @@ def test_the_stored_graph_is_drawn_never_the_code(sandbox_pool):
 
 
 def test_a_loss_that_cannot_be_drawn_is_reported_not_fatal(sandbox_pool):
-    candidates = [_candidate(traced_graph(SCALAR, sandbox_pool), name="scalar"),
-                  _candidate(traced_graph(SHIFTED, sandbox_pool), name="shifted"),
-                  _candidate(traced_graph(CONSTANT, sandbox_pool), name="flat"),
-                  _candidate(None, name="old", code=HINGE), _candidate('{"format": "pickle"}', name="forged")]
+    candidates = [
+        _candidate(traced_graph(SCALAR, sandbox_pool), name="scalar"),
+        _candidate(traced_graph(SHIFTED, sandbox_pool), name="shifted"),
+        _candidate(traced_graph(CONSTANT, sandbox_pool), name="flat"),
+        _candidate(None, name="old", code=HINGE),
+        _candidate('{"format": "pickle"}', name="forged"),
+    ]
     curves, errors = shapes(candidates, BETA)
     assert [c.label for c in curves] == ["DPO", "#7 shifted", "#7 flat"]
     assert list(errors) == ["#7 scalar", "#7 old", "#7 forged"]
@@ -83,24 +87,58 @@ def _build_run(run_dir: Path, pool) -> None:
     save_config(load_config(preset="tiny"), run_dir / "config.yaml")
     archive = Archive(run_dir / "archive.sqlite")
 
-    def done(generation: int, proposer: str, name: str, code: str, per_item: list[int], loss: str | None = None,
-             losses: tuple[float, ...] = (0.69, 0.5, 0.4)) -> int:
+    def done(
+        generation: int,
+        proposer: str,
+        name: str,
+        code: str,
+        per_item: list[int],
+        loss: str | None = None,
+        losses: tuple[float, ...] = (0.69, 0.5, 0.4),
+    ) -> int:
         score = sum(per_item) / len(per_item)
         details = {"per_item": {str(i): v for i, v in enumerate(per_item)}}
         graph = None if loss else traced_graph(code, pool)
-        return archive.add(generation, proposer, "done", name=name, code=code, loss=loss, graph=graph, fitness=score,
-                           stderr=0.05, n=len(per_item), metrics={"losses": list(losses), "fitness_details": details},
-                           timings={"train_s": 12.0, "eval_s": 3.0, "total_s": 15.0}, llm_cost=0.002)
+        return archive.add(
+            generation,
+            proposer,
+            "done",
+            name=name,
+            code=code,
+            loss=loss,
+            graph=graph,
+            fitness=score,
+            stderr=0.05,
+            n=len(per_item),
+            metrics={"losses": list(losses), "fitness_details": details},
+            timings={"train_s": 12.0, "eval_s": 3.0, "total_s": 15.0},
+            llm_cost=0.002,
+        )
 
     done(0, "baseline", "dpo", get_loss_spec("sigmoid").source, [1, 0, 1, 0], loss="sigmoid")
     done(1, "llm", "hinge_margin", HINGE, [1, 1, 1, 0], losses=(1.0, 0.7, 0.2))
     done(1, "symbolic", "shifted_logistic", SHIFTED, [0, 0, 1, 0], losses=(0.9, 0.8, 0.75))
-    archive.add(1, "llm", "invalid", name="wrong_way", code=HEADER + "    return beta * x\n",
-                reason="[direction] the gradient lowers the chosen log-ratio")
+    archive.add(
+        1,
+        "llm",
+        "invalid",
+        name="wrong_way",
+        code=HEADER + "    return beta * x\n",
+        reason="[direction] the gradient lowers the chosen log-ratio",
+    )
     done(2, "llm", HOSTILE_NAME, EXPONENTIAL, [1, 1, 1, 1], losses=(1.0, 0.6, 0.3))
-    archive.add(2, "symbolic", "duplicate", name="hinge_again", code=HINGE, duplicate_of=2,
-                reason="behaves like candidate 2 (hinge_margin)")
-    archive.add(2, "llm", "failed", name="diverges", code=EXPONENTIAL, reason="training diverged: loss is nan")
+    archive.add(
+        2,
+        "symbolic",
+        "duplicate",
+        name="hinge_again",
+        code=HINGE,
+        duplicate_of=2,
+        reason="behaves like candidate 2 (hinge_margin)",
+    )
+    archive.add(
+        2, "llm", "failed", name="diverges", code=EXPONENTIAL, reason="training diverged: loss is nan"
+    )
     archive.record_isolation_missing(("seccomp",))
     archive.close()
 
@@ -173,10 +211,18 @@ def test_the_page_is_self_contained_and_complete(report: Path):
     hinge = leaderboard[1]
     assert hinge[3].startswith("0.7500") and hinge[4].startswith("+0.2500 ±")  # paired delta vs DPO
     statuses = {r[0]: r[1] for r in page.rows if len(r) == 2}
-    assert statuses == {"status": "candidates", "done": "4", "invalid": "1", "duplicate": "1", "failed": "1",
-                        "all": "7"}
+    assert statuses == {
+        "status": "candidates",
+        "done": "4",
+        "invalid": "1",
+        "duplicate": "1",
+        "failed": "1",
+        "all": "7",
+    }
     assert "&lt;img src=&quot;x&quot;&gt;" in text  # archived text is escaped, never markup
-    assert '<div class="card">sandbox<b>weaker: without seccomp</b></div>' in text  # the run's isolation record
+    assert (
+        '<div class="card">sandbox<b>weaker: without seccomp</b></div>' in text
+    )  # the run's isolation record
     reasons = " ".join(r[-1] for r in page.rows)
     assert "the gradient lowers the chosen log-ratio" in reasons and "duplicate of #2" in reasons
 
@@ -191,8 +237,16 @@ def test_the_leaderboard_says_when_the_sandbox_ran_weaker(report: Path, capsys):
 
 # ---- in a browser ---------------------------------------------------------------------------------------------
 CHROMIUM_FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run", "--disable-extensions", "--hide-scrollbars", "--remote-debugging-pipe",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-extensions",
+    "--hide-scrollbars",
+    "--remote-debugging-pipe",
 )
 
 
@@ -218,9 +272,19 @@ class DevTools:
         os.close(to_chrome)
         os.close(from_chrome)
         self.process = subprocess.Popen(
-            ["bash", "-c", f'exec "$@" 3<&{read_fd} 4>&{write_fd}', "bash", binary, *CHROMIUM_FLAGS,
-             f"--user-data-dir={profile}", "about:blank"],
-            pass_fds=(read_fd, write_fd), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            [
+                "bash",
+                "-c",
+                f'exec "$@" 3<&{read_fd} 4>&{write_fd}',
+                "bash",
+                binary,
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={profile}",
+                "about:blank",
+            ],
+            pass_fds=(read_fd, write_fd),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
             stderr=log.open("wb"),
         )
         os.close(read_fd)
@@ -245,7 +309,9 @@ class DevTools:
         message, self._buffer = self._buffer.split(b"\0", 1)
         return json.loads(message)
 
-    def call(self, method: str, params: dict | None = None, session: str | None = None, timeout: float = 60) -> dict:
+    def call(
+        self, method: str, params: dict | None = None, session: str | None = None, timeout: float = 60
+    ) -> dict:
         self._next_id += 1
         request = {"id": self._next_id, "method": method, "params": params or {}}
         if session:
@@ -303,27 +369,45 @@ def test_the_page_renders_in_headless_chromium(report: Path, tmp_path: Path):
         browser.call("Emulation.setDeviceMetricsOverride", metrics, session=session)
         browser.call("Page.navigate", {"url": report.resolve().as_uri()}, session=session)
         browser.wait_for("Page.loadEventFired")
-        found = json.loads(browser.call("Runtime.evaluate", {"expression": IMAGES_JS, "returnByValue": True},
-                                        session=session)["result"]["value"])
-        browser.call("Emulation.setDeviceMetricsOverride", {**metrics, "height": found["height"]}, session=session)
+        found = json.loads(
+            browser.call(
+                "Runtime.evaluate", {"expression": IMAGES_JS, "returnByValue": True}, session=session
+            )["result"]["value"]
+        )
+        browser.call(
+            "Emulation.setDeviceMetricsOverride", {**metrics, "height": found["height"]}, session=session
+        )
         shot = browser.call("Page.captureScreenshot", {"format": "png"}, session=session)["data"]
         time.sleep(0.2)  # let late console messages arrive before the errors are read
         browser.call("Runtime.evaluate", {"expression": "1"}, session=session)
         errors = browser.errors()
-        requests = [e["params"]["request"]["url"] for e in browser.events
-                    if e.get("method") == "Network.requestWillBeSent"]
+        requests = [
+            e["params"]["request"]["url"]
+            for e in browser.events
+            if e.get("method") == "Network.requestWillBeSent"
+        ]
     finally:
         browser.close()
     screenshot = tmp_path / "report.png"
     screenshot.write_bytes(base64.b64decode(shot))
     assert errors == [], errors
     assert all(url.startswith(("file:", "data:")) for url in requests), requests
-    assert found["headings"] == ["Leaderboard", "Best fitness per generation", "Loss shapes", "Training curves",
-                                 "Status breakdown"]
+    assert found["headings"] == [
+        "Leaderboard",
+        "Best fitness per generation",
+        "Loss shapes",
+        "Training curves",
+        "Status breakdown",
+    ]
     page = Image.open(screenshot)
     assert page.height == found["height"] and _blank(page) is None, _blank(page)
     assert len(found["images"]) == 4
     for image in found["images"]:  # each plot decoded, laid out, and drawn in the screenshot
         assert image["complete"] and image["width"] > 0 and image["w"] > 300 and image["h"] > 100, image
-        box = (round(image["x"]), round(image["y"]), round(image["x"] + image["w"]), round(image["y"] + image["h"]))
+        box = (
+            round(image["x"]),
+            round(image["y"]),
+            round(image["x"] + image["w"]),
+            round(image["y"] + image["h"]),
+        )
         assert _blank(page.crop(box)) is None, (image["alt"], _blank(page.crop(box)))

@@ -36,11 +36,11 @@ def read_records(path: Path) -> list[wandb_internal_pb2.Record]:
         if left < 7:  # a block's tail too short for a chunk header is padding
             position += left
             continue
-        _checksum, length, kind = struct.unpack("<IHB", data[position:position + 7])
+        _checksum, length, kind = struct.unpack("<IHB", data[position : position + 7])
         if kind == 0 and length == 0:
             position += left
             continue
-        pending += data[position + 7:position + 7 + length]
+        pending += data[position + 7 : position + 7 + length]
         position += 7 + length
         if kind in (1, 4):  # a full record, or the last chunk of one
             record = wandb_internal_pb2.Record()
@@ -106,8 +106,13 @@ def search(tmp_path_factory) -> tuple[Path, Archive]:
 
     def result(cid: int, status: str, **values) -> None:
         metrics = {"losses": LOSSES[cid]} if cid in LOSSES else {}
-        archive.update(cid, status=status, metrics=metrics, timings={"train_s": 10.0 + cid, "total_s": 12.0 + cid},
-                       **values)
+        archive.update(
+            cid,
+            status=status,
+            metrics=metrics,
+            timings={"train_s": 10.0 + cid, "total_s": 12.0 + cid},
+            **values,
+        )
 
     with pytest.MonkeyPatch.context() as env:
         for name in ("DATA", "CACHE", "CONFIG"):
@@ -118,13 +123,28 @@ def search(tmp_path_factory) -> tuple[Path, Archive]:
         dpo = archive.add(0, "baseline", "training", name="dpo", loss="sigmoid", code=CODE.format(margin=1))
         result(dpo, "done", fitness=0.5, stderr=0.05, n=40)  # finished before the tracker started: replayed
         with WandbTracker(config, run_dir, archive) as tracker:
-            hinge = archive.add(1, "llm", "training", name="hinge/wide", code=CODE.format(margin=2), llm_cost=0.01,
-                                llm_tokens_in=900, llm_tokens_out=120)
+            hinge = archive.add(
+                1,
+                "llm",
+                "training",
+                name="hinge/wide",
+                code=CODE.format(margin=2),
+                llm_cost=0.01,
+                llm_tokens_in=900,
+                llm_tokens_out=120,
+            )
             stale = archive.get(hinge)
             result(hinge, "done", fitness=0.7, stderr=0.04, n=40)
             tracker.on_result(stale)  # the tracker re-reads the row
-            bad = archive.add(1, "llm", "invalid", name="upside_down", code=CODE.format(margin=0),
-                              reason="[direction] the gradient lowers the chosen log-ratio", llm_cost=0.02)
+            bad = archive.add(
+                1,
+                "llm",
+                "invalid",
+                name="upside_down",
+                code=CODE.format(margin=0),
+                reason="[direction] the gradient lowers the chosen log-ratio",
+                llm_cost=0.02,
+            )
             tracker.on_result(archive.get(bad))
             late = archive.add(2, "symbolic", "training", name="late", code=CODE.format(margin=3))
             tracker.on_result(archive.get(late))  # not final: ignored
@@ -132,8 +152,15 @@ def search(tmp_path_factory) -> tuple[Path, Archive]:
             result(low, "done", fitness=0.6, stderr=0.05, n=40)
             tracker.on_result(archive.get(low))
             tracker.on_result(archive.get(low))  # twice: logged once
-            copy = archive.add(2, "symbolic", "duplicate", name="copy", code=CODE.format(margin=2), duplicate_of=2,
-                               reason="behaves like candidate 2")
+            copy = archive.add(
+                2,
+                "symbolic",
+                "duplicate",
+                name="copy",
+                code=CODE.format(margin=2),
+                duplicate_of=2,
+                reason="behaves like candidate 2",
+            )
             tracker.on_result(archive.get(copy))
             result(late, "failed", reason="training diverged: loss is nan")  # never reported: logged on exit
         best = archive.add(3, "llm", "training", name="best", code=CODE.format(margin=5))
@@ -160,10 +187,26 @@ def test_best_so_far_curve_and_per_candidate_points(search):
     run_dir, _ = search
     first, second = local_runs(run_dir)
     # logged in this order: the replayed baseline, the four reported results, the unreported failure on exit
-    assert first.series("search/index", "search/candidate_id") == [(1, 1), (2, 2), (3, 3), (4, 5), (5, 6), (6, 4)]
-    assert first.series("search/index", "search/best_fitness") == [(i, 0.7 if i > 1 else 0.5) for i in range(1, 7)]
+    assert first.series("search/index", "search/candidate_id") == [
+        (1, 1),
+        (2, 2),
+        (3, 3),
+        (4, 5),
+        (5, 6),
+        (6, 4),
+    ]
+    assert first.series("search/index", "search/best_fitness") == [
+        (i, 0.7 if i > 1 else 0.5) for i in range(1, 7)
+    ]
     assert first.series("search/index", "search/fitness") == [(1, 0.5), (2, 0.7), (4, 0.6)]
-    assert first.series("search/index", "search/generation") == [(1, 0), (2, 1), (3, 1), (4, 2), (5, 2), (6, 2)]
+    assert first.series("search/index", "search/generation") == [
+        (1, 0),
+        (2, 1),
+        (3, 1),
+        (4, 2),
+        (5, 2),
+        (6, 2),
+    ]
     assert first.series("search/index", "search/llm_cost")[-1] == (6, pytest.approx(0.03))
     assert first.series("search/index", "status/done")[-1] == (6, 3)
     # the resumed session logs only the candidate that finished in between, and continues the count
@@ -192,7 +235,12 @@ def test_candidates_table_and_summary(search):
     rows = {row[0]: dict(zip(table["columns"], row, strict=True)) for row in table["data"]}
     assert sorted(rows) == [1, 2, 3, 4, 5, 6]
     hinge = rows[2]
-    assert (hinge["name"], hinge["status"], hinge["fitness"], hinge["stderr"]) == ("hinge/wide", "done", 0.7, 0.04)
+    assert (hinge["name"], hinge["status"], hinge["fitness"], hinge["stderr"]) == (
+        "hinge/wide",
+        "done",
+        0.7,
+        0.04,
+    )
     assert hinge["code"] == archive.get(2).code and hinge["train_s"] == 12.0 and hinge["total_s"] == 14.0
     assert (hinge["llm_cost"], hinge["llm_tokens_in"], hinge["llm_tokens_out"]) == (0.01, 900, 120)
     assert hinge["delta_vs_dpo"] == pytest.approx(0.2)
@@ -202,6 +250,14 @@ def test_candidates_table_and_summary(search):
     generations = first.table("generations_table")
     assert [(r[0], r[2]) for r in generations["data"]] == [(0, 0.5), (1, 0.7), (2, 0.7)]
     summary = first.summary
-    assert (summary["best/name"], summary["best/fitness"], summary["candidates_total"]) == ("hinge/wide", 0.7, 6)
-    assert (summary["status/done"], summary["status/failed"], summary["llm/cost_usd"]) == (3, 1, pytest.approx(0.03))
+    assert (summary["best/name"], summary["best/fitness"], summary["candidates_total"]) == (
+        "hinge/wide",
+        0.7,
+        6,
+    )
+    assert (summary["status/done"], summary["status/failed"], summary["llm/cost_usd"]) == (
+        3,
+        1,
+        pytest.approx(0.03),
+    )
     assert len(second.table("candidates")["data"]) == 7 and second.summary["best/name"] == "best"

@@ -35,21 +35,37 @@ def test_proxy_fitness_without_heldout_pairs_fails_before_training(tmp_path):
     heldout.write_text("")
     data = {"source": "file", "train_path": str(train)}
     for paths in ({}, {"heldout_path": str(heldout)}):  # none, and an empty file
-        config = load_config(preset="tiny", overrides={"data": {**data, **paths}, "fitness": {"kind": "proxy"}})
+        config = load_config(
+            preset="tiny", overrides={"data": {**data, **paths}, "fitness": {"kind": "proxy"}}
+        )
         with pytest.raises(ValueError, match="n_proxy_topics"):
             prepare_data(config, tmp_path)
     weighted = {"kind": "weighted", "weights": {"proxy": 1.0}}
     with pytest.raises(ValueError, match="proxy fitness needs held-out pairs"):
         prepare_data(load_config(preset="tiny", overrides={"data": data, "fitness": weighted}), tmp_path)
     given = {"kind": "proxy", "proxy": {"data": str(train)}}  # pairs named in the fitness block: fine
-    assert prepare_data(load_config(preset="tiny", overrides={"data": data, "fitness": given}), tmp_path).train_path == train
+    assert (
+        prepare_data(
+            load_config(preset="tiny", overrides={"data": data, "fitness": given}), tmp_path
+        ).train_path
+        == train
+    )
     verifiable = {"kind": "verifiable"}  # no proxy in the fitness: held-out pairs are not needed
-    assert prepare_data(load_config(preset="tiny", overrides={"data": data, "fitness": verifiable}), tmp_path).heldout_path is None
+    assert (
+        prepare_data(
+            load_config(preset="tiny", overrides={"data": data, "fitness": verifiable}), tmp_path
+        ).heldout_path
+        is None
+    )
 
 
 @pytest.mark.parametrize(
     ("fields", "message"),
-    [("trainig: {beta: 0.2}\n", "unknown key"), ("training: {betta: 0.2}\n", "training"), ("preset: huge\n", "preset")],
+    [
+        ("trainig: {beta: 0.2}\n", "unknown key"),
+        ("training: {betta: 0.2}\n", "training"),
+        ("preset: huge\n", "preset"),
+    ],
 )
 def test_config_rejects_typos(tmp_path, fields, message):
     recipe = tmp_path / "r.yaml"
@@ -60,7 +76,9 @@ def test_config_rejects_typos(tmp_path, fields, message):
 
 def test_archive_roundtrip_and_queries(tmp_path):
     archive = Archive(tmp_path / "a.sqlite")
-    a = archive.add(0, "baseline", "done", name="dpo", fitness=0.5, stderr=0.1, fingerprint="f1", metrics={"x": 1})
+    a = archive.add(
+        0, "baseline", "done", name="dpo", fitness=0.5, stderr=0.1, fingerprint="f1", metrics={"x": 1}
+    )
     b = archive.add(1, "llm", "proposed", name="new", code="def loss_fn(): pass")
     archive.update(b, status="duplicate", duplicate_of=a, reason="same as dpo", fingerprint="f1")
     c = archive.add(1, "symbolic", "done", name="better", fitness=0.7, stderr=0.1, llm_cost=0.25)
@@ -79,7 +97,11 @@ def test_archive_roundtrip_and_queries(tmp_path):
     archive.close()
     reopened = Archive(tmp_path / "a.sqlite")
     assert reopened.get(b).duplicate_of == a  # persisted
-    assert (reopened.get(d).pipeline, reopened.get(d).best_before, reopened.get(a).pipeline) == ("spin", 0.5, None)
+    assert (reopened.get(d).pipeline, reopened.get(d).best_before, reopened.get(a).pipeline) == (
+        "spin",
+        0.5,
+        None,
+    )
     tables = {row[0] for row in reopened._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "meta" not in tables
 
@@ -124,7 +146,10 @@ def test_archive_written_before_the_pipeline_best_before_and_graph_columns_resum
     assert (found.pipeline, found.best_before, found.metrics) == (None, 0.25, {"losses": [1.0, 0.5]})
     assert (first.best_before, first.metrics) == (None, {})
     assert [c.graph for c in (spin, found, first)] == [None, None, None]  # a resume validates `first` again
-    assert [c.name for c in archive.by_status(Status.TRAINING)] == ["spin", "first"]  # what a resume reschedules
+    assert [c.name for c in archive.by_status(Status.TRAINING)] == [
+        "spin",
+        "first",
+    ]  # what a resume reschedules
     assert archive.isolation_missing() is None  # not recorded, not "none missing"
     archive.update(first.id, status=Status.DONE, fitness=0.5, graph='{"format": "x"}')
     archive.record_isolation_missing(("seccomp",))
@@ -141,9 +166,15 @@ def test_the_isolation_record_holds_what_any_session_lacked(tmp_path):
     assert archive.note("sandbox_isolation_missing") == []
     assert archive.record_isolation_missing(("seccomp", "pid_namespace")) == ("pid_namespace", "seccomp")
     assert archive.record_isolation_missing(("network_namespace",)) == (
-        "network_namespace", "pid_namespace", "seccomp")
-    assert archive.record_isolation_missing(()) == archive.isolation_missing() == (
-        "network_namespace", "pid_namespace", "seccomp")  # a later, fully isolated session does not erase it
+        "network_namespace",
+        "pid_namespace",
+        "seccomp",
+    )
+    assert (
+        archive.record_isolation_missing(())
+        == archive.isolation_missing()
+        == ("network_namespace", "pid_namespace", "seccomp")
+    )  # a later, fully isolated session does not erase it
 
 
 def test_bandit_tries_every_arm_then_follows_yield():
@@ -178,9 +209,12 @@ def test_symbolic_code_matches_its_expression(sandbox_pool):
     zero = torch.zeros(3)
     beta = 0.7
     expected = [
-        float(expr.subs(z, beta * v).replace(lambda e: e.func.__name__ == "Softplus", lambda e: sp.log(1 + sp.exp(e.args[0])))
-              .replace(lambda e: e.func.__name__ == "Relu", lambda e: sp.Max(0, e.args[0]))
-              .replace(lambda e: e.func.__name__ == "Sigmoid", lambda e: 1 / (1 + sp.exp(-e.args[0]))))
+        float(
+            expr.subs(z, beta * v)
+            .replace(lambda e: e.func.__name__ == "Softplus", lambda e: sp.log(1 + sp.exp(e.args[0])))
+            .replace(lambda e: e.func.__name__ == "Relu", lambda e: sp.Max(0, e.args[0]))
+            .replace(lambda e: e.func.__name__ == "Sigmoid", lambda e: 1 / (1 + sp.exp(-e.args[0])))
+        )
         for v in pc.tolist()
     ]
     torch.testing.assert_close(fn(pc, zero, zero, zero, beta), torch.tensor(expected), rtol=1e-5, atol=1e-6)

@@ -29,7 +29,9 @@ NOT_MONOTONE = {
 # Squared distances to +-1/(2 beta): past the target the chosen log-ratio is pushed back, so whether the random
 # inputs of the gradient tests reach that region decides its verdict; neither list holds it.
 DRAW_DEPENDENT = {"sppo_hard"}
-MONOTONE = [name for name in loss_names("sequence") if name not in NOT_MONOTONE and name not in DRAW_DEPENDENT]
+MONOTONE = [
+    name for name in loss_names("sequence") if name not in NOT_MONOTONE and name not in DRAW_DEPENDENT
+]
 
 
 @pytest.mark.parametrize("name", sorted(NOT_MONOTONE))

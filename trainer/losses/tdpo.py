@@ -27,7 +27,9 @@ def _margins(inputs: LossInputs) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
     if inputs.chosen_kl is None or inputs.rejected_kl is None:
         raise ValueError("TDPO needs the per-token KL: the trainer computes it for losses declaring needs_kl")
     chosen = _weighted(
-        inputs.policy_chosen_token_logps - inputs.reference_chosen_token_logps, inputs.chosen_mask, inputs.chosen_weights
+        inputs.policy_chosen_token_logps - inputs.reference_chosen_token_logps,
+        inputs.chosen_mask,
+        inputs.chosen_weights,
     )
     rejected = _weighted(
         inputs.policy_rejected_token_logps - inputs.reference_rejected_token_logps,
@@ -60,7 +62,9 @@ def granular_dpo(inputs: LossInputs, beta: float) -> torch.Tensor:
     the weights ``w`` are 1 inside the marked character span on the flagged side, 0 outside it, and 1 everywhere
     on the other side, so only the span carries the preference signal on the flagged response."""
     chosen = _weighted(
-        inputs.policy_chosen_token_logps - inputs.reference_chosen_token_logps, inputs.chosen_mask, inputs.chosen_weights
+        inputs.policy_chosen_token_logps - inputs.reference_chosen_token_logps,
+        inputs.chosen_mask,
+        inputs.chosen_weights,
     )
     rejected = _weighted(
         inputs.policy_rejected_token_logps - inputs.reference_rejected_token_logps,
