@@ -191,8 +191,11 @@ def is_tensor(expr: sp.Basic) -> bool:
     return bool(expr.free_symbols & _tensor_symbols())
 
 
+MAX_EXACT_INT = 2**53  # the largest integer a loss graph stores exactly (sandbox.graph_decode's MAX_INT)
+
+
 def _number_text(value: sp.Expr) -> str:
-    if value.is_Integer:
+    if value.is_Integer and abs(int(value)) <= MAX_EXACT_INT:
         return str(int(value))
     as_float = float(value)
     if not math.isfinite(as_float):

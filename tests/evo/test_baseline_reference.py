@@ -57,7 +57,8 @@ def _run(tmp_path, reference: str | None):
 
 
 @pytest.mark.parametrize(("reference", "shown", "delta"), [(None, "dpo", 0.5), ("simpo", "simpo", 0.25)])
-def test_the_leaderboard_names_its_reference_baseline(tmp_path, capsys, reference, shown, delta):
+def test_the_leaderboard_names_its_reference_baseline(tmp_path, capsys, monkeypatch, reference, shown, delta):
+    monkeypatch.setenv("COLUMNS", "200")  # the whole table on one line per row (the header is checked)
     run_dir = _run(tmp_path, reference)
     assert leaderboard_main([str(run_dir), "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
