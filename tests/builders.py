@@ -87,7 +87,10 @@ def launch(
     args: list[str], timeout: float = 900, env: dict | None = None, unset: tuple[str, ...] = ()
 ) -> subprocess.CompletedProcess:
     """``python -m evo.launch ARGS`` in a subprocess (wandb offline), as a user runs it."""
-    full_env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1", **(env or {})}
+    # RAY_ADDRESS only when the test gives one: an earlier in-process ray.init() leaves its (stopped) cluster's
+    # address in this process's environment
+    inherited = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    full_env = {**inherited, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1", **(env or {})}
     for name in unset:
         full_env.pop(name, None)
     return subprocess.run(

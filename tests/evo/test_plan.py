@@ -4,6 +4,7 @@ fix for a plan that cannot fit."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,8 +19,15 @@ RECIPES = Path(__file__).resolve().parents[2] / "runs" / "recipes"
 
 
 def _plan(*args: str) -> subprocess.CompletedProcess:
+    # no RAY_ADDRESS: an earlier test's ray.init() leaves one in this process's environment, and the plan would
+    # then be checked against that (stopped, GPU-less) cluster
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     return subprocess.run(
-        [sys.executable, "-m", "evo.launch", *args, "--plan"], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "evo.launch", *args, "--plan"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
 
 
