@@ -90,7 +90,14 @@ def launch(
     # RAY_ADDRESS only when the test gives one: an earlier in-process ray.init() leaves its (stopped) cluster's
     # address in this process's environment
     inherited = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    full_env = {**inherited, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1", **(env or {})}
+    # COLUMNS: a wide terminal, so the leaderboard table's rows (checked by name) are not wrapped
+    full_env = {
+        **inherited,
+        "WANDB_MODE": "offline",
+        "PYTHONUNBUFFERED": "1",
+        "COLUMNS": "250",
+        **(env or {}),
+    }
     for name in unset:
         full_env.pop(name, None)
     return subprocess.run(
