@@ -68,9 +68,10 @@ def chat_with_retries(
             before_try()
         try:
             response = client.chat.completions.create(**request)
-            if response.usage is not None:
-                tokens_in += response.usage.prompt_tokens or 0
-                tokens_out += response.usage.completion_tokens or 0
+            usage = getattr(response, "usage", None)  # servers may leave it out
+            if usage is not None:
+                tokens_in += usage.prompt_tokens or 0
+                tokens_out += usage.completion_tokens or 0
             text = response.choices[0].message.content if response.choices else None
             if not text or not text.strip():
                 raise EmptyReply("the reply held no text")
