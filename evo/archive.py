@@ -141,6 +141,17 @@ class RungResult:
     created_at: float = 0.0
 
 
+def open_existing(path: Path, schema: str) -> sqlite3.Connection:
+    """The run's existing archive file (WAL) with ``schema``'s tables: the retrain and confirmation stores' opener."""
+    if not path.exists():
+        raise FileNotFoundError(f"no archive at {path}")
+    db = sqlite3.connect(path, timeout=30, isolation_level=None)
+    db.row_factory = sqlite3.Row
+    db.execute("PRAGMA journal_mode=WAL")
+    db.executescript(schema)
+    return db
+
+
 class Archive:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)

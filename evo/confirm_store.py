@@ -10,11 +10,11 @@ standard error, the one-sided p-value, the Holm-adjusted p over the candidates c
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from evo.archive import open_existing
 from evo.status import Status
 
 _SCHEMA = """
@@ -98,12 +98,7 @@ _SUMMARY_COLUMNS = [f.name for f in fields(Confirmation)]
 class ConfirmStore:
     def __init__(self, archive_path: str | Path) -> None:
         self.path = Path(archive_path)
-        if not self.path.exists():
-            raise FileNotFoundError(f"no archive at {self.path}")
-        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_existing(self.path, _SCHEMA)
 
     def close(self) -> None:
         self._db.close()

@@ -9,11 +9,11 @@ a retraining may run while the search is still going (SQLite WAL, short write tr
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from evo.archive import open_existing
 from evo.status import Status
 
 _SCHEMA = """
@@ -70,12 +70,7 @@ _COLUMNS = [f.name for f in fields(RetrainRecord)]
 class RetrainStore:
     def __init__(self, archive_path: str | Path) -> None:
         self.path = Path(archive_path)
-        if not self.path.exists():
-            raise FileNotFoundError(f"no archive at {self.path}")
-        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_existing(self.path, _SCHEMA)
 
     def close(self) -> None:
         self._db.close()
