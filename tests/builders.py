@@ -12,6 +12,24 @@ from pathlib import Path
 import yaml
 
 TOPICS = ["rivers", "stars", "bread", "music", "trees", "rain", "glass", "roads"]
+# The loss types TRL 1.16's DPOTrainer documents, each of which the registry holds under the same name.
+TRL_LOSS_TYPES = (
+    "sigmoid",
+    "hinge",
+    "ipo",
+    "exo_pair",
+    "nca_pair",
+    "robust",
+    "bco_pair",
+    "sppo_hard",
+    "aot",
+    "aot_unpaired",
+    "apo_zero",
+    "apo_down",
+    "discopop",
+    "sft",
+    "sigmoid_norm",
+)
 SHARED_DATA = Path(
     os.environ.get("EVOPO_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
 )

@@ -12,7 +12,7 @@ import torch
 from datasets import Dataset
 from trl import DPOConfig, DPOTrainer
 
-from tests.builders import preference_rows
+from tests.builders import TRL_LOSS_TYPES, preference_rows
 from trainer.config import TrainingConfig, TrainRun
 from trainer.data import normalize_rows
 from trainer.losses import get_loss_spec, loss_names
@@ -23,26 +23,7 @@ pytestmark = pytest.mark.slow  # a search, a CLI run or several trainings: minut
 
 STEPS = 3
 # registry name -> (TRL loss_type, TRL loss_weights)
-TRL_LOSSES = {
-    name: ([name], None)
-    for name in (
-        "sigmoid",
-        "hinge",
-        "ipo",
-        "exo_pair",
-        "nca_pair",
-        "robust",
-        "bco_pair",
-        "sppo_hard",
-        "aot",
-        "aot_unpaired",
-        "apo_zero",
-        "apo_down",
-        "discopop",
-        "sft",
-        "sigmoid_norm",
-    )
-} | {
+TRL_LOSSES = {name: ([name], None) for name in TRL_LOSS_TYPES} | {
     "rpo": (["sigmoid", "sft"], [1.0, 1.0]),  # TRL's paper index: RPO = sigmoid + sft, alpha = 1
     "0.8*sigmoid+0.2*bco_pair+sft": (["sigmoid", "bco_pair", "sft"], [0.8, 0.2, 1.0]),  # TRL's MPO example
 }
