@@ -32,16 +32,19 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
-from evaluators.fitness import FitnessUnavailable
-from evo.circuit_breaker import CircuitOpen
-from evo.config import SearchConfig, load_config, save_config
-from evo.job import preflight
-from evo.leaderboard import leaderboard, render, run_notes
-from evo.loop import Search
-from evo.plan import PlanDoesNotFit, check, cluster_gpus, plan, render_plan
-from evo.proposal_shares import proposal_shares
-from evo.session import build_proposers
-from evo.workers import init_ray
+# stdout carries --plan --json alone: transformers prints "[INFO] Running in WANDB offline mode" when it is first
+# imported under WANDB_MODE=offline, so library chatter at import time goes to stderr
+with contextlib.redirect_stdout(sys.stderr):
+    from evaluators.fitness import FitnessUnavailable
+    from evo.circuit_breaker import CircuitOpen
+    from evo.config import SearchConfig, load_config, save_config
+    from evo.job import preflight
+    from evo.leaderboard import leaderboard, render, run_notes
+    from evo.loop import Search
+    from evo.plan import PlanDoesNotFit, check, cluster_gpus, plan, render_plan
+    from evo.proposal_shares import proposal_shares
+    from evo.session import build_proposers
+    from evo.workers import init_ray
 
 log = logging.getLogger("evo")
 
