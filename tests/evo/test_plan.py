@@ -22,7 +22,9 @@ def _plan(*args: str) -> subprocess.CompletedProcess:
     # no RAY_ADDRESS: an earlier test's ray.init() leaves one in this process's environment, and the plan would
     # then be checked against that (stopped, GPU-less) cluster
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env["WANDB_MODE"] = "offline"  # as in CI, where transformers then prints a line on import: not onto stdout
+    env["WANDB_MODE"] = (
+        "offline"  # as in CI, where transformers then prints a line on import: not onto stdout
+    )
     return subprocess.run(
         [sys.executable, "-m", "evo.launch", *args, "--plan"],
         capture_output=True,
