@@ -1,15 +1,16 @@
-"""float32 vs ``dtype: auto`` on this CPU, side by side in one run: the default search's DPO candidate trained and
+"""float32 vs bfloat16 on this CPU, side by side in one run: the default search's DPO candidate trained and
 evaluated in each.
 
 For each arm the default ``TrainingConfig`` (SmolLM2-135M-Instruct, DPO, batch 8) trains on the default search's
 verifiable training pairs (each arm with its own reference cache), then the trained model answers the default
 held-out set greedily (the default fitness, ``evaluators.verifiable``) with its weights in the arm's dtype. Reported:
 seconds per training step (median over steps 2..N), training and generation seconds, generated tokens per second,
-the fitness of each arm with its standard error, and the paired difference auto - float32 with its paired
-standard error (``evaluators.fitness.paired_delta``). ``auto`` stays the default on this CPU if
-|delta| < 2 paired standard errors. Because the two arms run one after the other, other load on a shared machine
-can favour either; ``interleaved_probe`` first times a forward+backward of one default batch and a short greedy
-generation, float32 and auto alternately, for a ratio that such load hits alike.
+the fitness of each arm with its standard error, and the paired difference bfloat16 - float32 with its paired
+standard error (``evaluators.fitness.paired_delta``). ``dtype: auto`` may resolve to bf16 on a CPU only if
+|delta| < 2 paired standard errors: on this machine kind it did not (``trainer.hardware``). Because the two arms
+run one after the other, other load on a shared machine can favour either; ``interleaved_probe`` first times a
+forward+backward of one default batch and a short greedy generation, float32 and bfloat16 alternately, for a ratio
+that such load hits alike.
 
     python bench/cpu_dtype.py [--pair-cache DIR | --pairs FILE] [--max-steps N] [--heldout-topics N]
                                 [--probe-repeats N] [--out FILE]
@@ -39,7 +40,7 @@ from trainer.generation import SamplingConfig, chat, load_model
 from trainer.hardware import FAST_BF16_FLAGS, cpu_flags, resolve_dtype
 from trainer.train import run_training
 
-ARMS = ("float32", "auto")
+ARMS = ("float32", "bfloat16")
 
 
 class StepClock(TrainerCallback):
@@ -69,17 +70,19 @@ def generated_tokens(path: Path, tokenizer) -> int:
 
 def _median_ratio(times: dict[str, list[float]]) -> dict:
     medians = {name: round(statistics.median(values), 3) for name, values in times.items()}
-    return {"seconds": medians, "ratio_auto_over_float32": round(medians["auto"] / medians["float32"], 3)}
+    return {
+        "seconds": medians,
+        "ratio_bfloat16_over_float32": round(medians["bfloat16"] / medians["float32"], 3),
+    }
 
 
 def interleaved_probe(pairs: Path, repeats: int, spec: VerifiableSpec) -> dict:
     """The base model's forward+backward on one default-sized batch (chosen and rejected of `batch_size` pairs,
-    truncated to `max_length`), and greedy generation of 32 tokens for 16 held-out prompts, float32 and auto
+    truncated to `max_length`), and greedy generation of 32 tokens for 16 held-out prompts, float32 and bfloat16
     alternately (after one warm-up round), so that other load on the machine hits both arms alike."""
     defaults = TrainingConfig()
-    auto = resolve_dtype("auto", "cpu")
     model, tokenizer = load_model(defaults.model, "float32")
-    model_auto = load_model(defaults.model, "auto")[0]
+    model_bf16 = load_model(defaults.model, "bfloat16")[0]
     rows = [json.loads(line) for line in pairs.read_text().splitlines() if line.strip()][
         : defaults.batch_size
     ]
@@ -100,14 +103,12 @@ def interleaved_probe(pairs: Path, repeats: int, spec: VerifiableSpec) -> dict:
     for round_ in range(repeats + 1):
         for name in ARMS:
             started = time.perf_counter()
-            with torch.autocast(
-                "cpu", dtype=torch.bfloat16, enabled=name == "auto" and auto == torch.bfloat16
-            ):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=name == "bfloat16"):
                 model(**batch, labels=batch["input_ids"]).loss.backward()
             model.zero_grad()
             seconds = time.perf_counter() - started
             started = time.perf_counter()
-            chat(model_auto if name == "auto" else model, tokenizer, prompts, sampling)
+            chat(model_bf16 if name == "bfloat16" else model, tokenizer, prompts, sampling)
             if round_:
                 step[name].append(seconds)
                 generation[name].append(time.perf_counter() - started)
@@ -179,42 +180,44 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="cpu-dtype-") as scratch:
         for dtype in ARMS:
             arms[dtype], fitnesses[dtype] = run_arm(dtype, pairs, Path(scratch), args.max_steps, spec)
-    delta = paired_delta(fitnesses["auto"], fitnesses["float32"])
+    delta = paired_delta(fitnesses["bfloat16"], fitnesses["float32"])
     within_noise = abs(delta.delta) < 2 * delta.stderr or delta.delta == 0
     flags = sorted(cpu_flags() & (FAST_BF16_FLAGS | {"amx_tile", "avx512f"}))
-    fp32, auto = arms["float32"], arms["auto"]
+    fp32, bf16 = arms["float32"], arms["bfloat16"]
     report = {
         "model": TrainingConfig().model,
         "sizes": {
             "train_pairs": sum(1 for line in pairs.read_text().splitlines() if line.strip()),
             "batch_size": TrainingConfig().batch_size,
             "max_steps": args.max_steps,
-            "heldout_prompts": fitnesses["auto"].n,
+            "heldout_prompts": fitnesses["bfloat16"].n,
             "heldout_topics": args.heldout_topics,
             "max_new_tokens": spec.max_new_tokens,
         },
         "cpu_flags": flags,
-        "auto_resolves_to": auto["resolved"],
+        "auto_resolves_to": str(resolve_dtype("auto", "cpu")).removeprefix("torch."),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "interleaved_probe": probe,
         "arms": arms,
-        "step_time_ratio_auto_over_float32": round(auto["seconds_per_step"] / fp32["seconds_per_step"], 3),
-        "generation_time_ratio_auto_over_float32": round(
-            auto["generation_seconds"] / fp32["generation_seconds"], 3
+        "step_time_ratio_bfloat16_over_float32": round(
+            bf16["seconds_per_step"] / fp32["seconds_per_step"], 3
         ),
-        "paired_fitness_delta_auto_minus_float32": round(delta.delta, 4),
+        "generation_time_ratio_bfloat16_over_float32": round(
+            bf16["generation_seconds"] / fp32["generation_seconds"], 3
+        ),
+        "paired_fitness_delta_bfloat16_minus_float32": round(delta.delta, 4),
         "paired_stderr": round(delta.stderr, 4),
         "paired_n": delta.n,
-        "auto_within_noise": within_noise,
+        "bfloat16_within_noise": within_noise,
         "wall_seconds": round(time.monotonic() - started, 1),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(
-        f"auto ({auto['resolved']}) / float32: step time x{report['step_time_ratio_auto_over_float32']}, "
-        f"generation time x{report['generation_time_ratio_auto_over_float32']}; fitness "
-        f"{auto['fitness']} vs {fp32['fitness']}, paired delta {delta.delta:+.4f} +- {delta.stderr:.4f} "
+        f"bfloat16 / float32: step time x{report['step_time_ratio_bfloat16_over_float32']}, "
+        f"generation time x{report['generation_time_ratio_bfloat16_over_float32']}; fitness "
+        f"{bf16['fitness']} vs {fp32['fitness']}, paired delta {delta.delta:+.4f} +- {delta.stderr:.4f} "
         f"({'within' if within_noise else 'outside'} 2 paired SE); wrote {args.out}"
     )
     return report

@@ -200,7 +200,7 @@ def plan(config: SearchConfig) -> SearchPlan:
     gpu = placement.gpus_per_worker > 0
     dtype = training.dtype
     if dtype == "auto":
-        dtype = "bfloat16" if gpu else "auto (bfloat16 where the CPU has AMX or AVX512-BF16)"
+        dtype = "bfloat16" if gpu else "float32"
     cached_reference = stage is None and training.ref_model is None
     memory = None if params_b is None else _memory_gb(params_b, placement, stage, cached_reference)
     hours = None

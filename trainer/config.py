@@ -68,7 +68,7 @@ class TrainingConfig:
     seed: int = _knob(0, "seed of the data order and the initialization of new weights")
     dtype: Dtype = _knob(
         "auto",
-        "auto (bf16 autocast on GPUs and CPUs with AMX or AVX512-BF16, else float32) | float32 | bfloat16",
+        "auto (bf16 autocast on GPUs, float32 on CPUs: see trainer.hardware) | float32 | bfloat16",
     )
     # IPO-like losses reverse on batches that overshoot their target margin: one reversed batch is no verdict
     direction_patience: int = _knob(

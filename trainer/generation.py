@@ -1,8 +1,7 @@
 """Sampling replies from a model: one sampling config, one batched generation loop, two backends.
 
 - ``load_model(name, dtype)``: a model on the hardware: on the GPU when one is visible, in the dtype that
-  ``trainer.hardware.resolve_dtype`` picks (``auto``: bf16 on GPUs and on CPUs with AMX or AVX512-BF16, float32
-  elsewhere).
+  ``trainer.hardware.resolve_dtype`` picks (``auto``: bf16 on GPUs, float32 on CPUs).
 - ``chat(model, tokenizer, conversations, config)``: replies of an already loaded transformers model.
   Conversations are rendered with the tokenizer's chat template (or a FastChat conversation template by name),
   padded on the left, sorted by length so that batches waste little padding, and decoded without the prompt.

@@ -1,10 +1,13 @@
 """Which device and which dtype a model runs in: the one home of that choice, for training and generation.
 
-``resolve_dtype("auto", device)`` is bfloat16 on a CUDA GPU that supports it and on a CPU with fast bf16 matrix
-instructions (``amx_bf16`` or ``avx512_bf16`` in ``/proc/cpuinfo``), float32 elsewhere. On a CPU without them torch
-emulates bf16 and a matmul is several times slower than in float32; with them it is several times faster (an AMD
-EPYC with ``avx512_bf16`` and no AMX, 2 cores: a 2048 x 2048 matmul at 753 GFLOP/s in bf16 vs 157 in float32).
-``float32`` and ``bfloat16`` are taken as given.
+``resolve_dtype("auto", device)`` is bfloat16 on a CUDA GPU that supports it and float32 on a CPU. ``float32`` and
+``bfloat16`` are taken as given, so bf16 on a CPU is a choice (``training.dtype: bfloat16`` and the evaluators'
+``dtype``), not a default: ``bench/cpu_dtype.py`` on an AMD EPYC with ``avx512_bf16`` (no AMX), 2 cores, found
+bf16 3.3x faster per forward+backward and 3.8x faster at greedy generation, but the default search's DPO
+candidate scored 0.6719 in bf16 against 0.6302 in float32 on the same 192 held-out prompts, a paired difference of
++0.0417 +- 0.0193: outside the 2 paired standard errors within which bf16 could have been the CPU default
+(``bench/results/cpu_dtype.json``). ``cpu_flags`` reads ``/proc/cpuinfo`` for such reports (``amx_bf16`` and
+``avx512_bf16``, ``FAST_BF16_FLAGS``, are the CPUs on which bf16 is fast; elsewhere torch emulates it).
 
 Training keeps float32 master weights and runs bf16 under autocast (``PreferenceConfig.from_training``);
 generation loads the weights in the resolved dtype (``trainer.generation.load_model``)."""
@@ -34,11 +37,6 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
-def cpu_has_fast_bf16() -> bool:
-    """Whether this CPU multiplies bf16 matrices in hardware (AMX or AVX512-BF16)."""
-    return bool(cpu_flags() & FAST_BF16_FLAGS)
-
-
 def default_device() -> str:
     """``cuda`` when a GPU is visible, else ``cpu``."""
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -52,8 +50,6 @@ def resolve_dtype(name: str, device: str) -> torch.dtype:
         return torch.float32
     if name == "bfloat16":
         return torch.bfloat16
-    if device.startswith("cuda"):
-        fast = torch.cuda.is_bf16_supported()
-    else:
-        fast = cpu_has_fast_bf16()
-    return torch.bfloat16 if fast else torch.float32
+    if device.startswith("cuda") and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32

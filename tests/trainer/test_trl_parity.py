@@ -88,7 +88,7 @@ def _train(trainer) -> list[float]:
 
 def _losses_of_both(tmp_path, state, loss: str) -> tuple[list[float], list[float], DPOTrainer]:
     ours_args = PreferenceConfig.from_training(
-        # float32: the parity is of the loss math; bf16 autocast (dtype auto on a CPU with fast bf16) adds noise
+        # float32: the parity is of the loss math; bf16 autocast (dtype auto on a GPU) adds noise
         TrainingConfig(
             model="tiny", loss=loss, learning_rate=1e-4, batch_size=2, max_steps=STEPS, dtype="float32"
         ),
