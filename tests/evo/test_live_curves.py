@@ -12,7 +12,7 @@ from evo.workers import init_ray
 
 
 def test_the_driver_hears_training_steps_while_the_candidate_trains(tmp_path):
-    steps = 60
+    steps = 24  # at ~0.3 s a step, several of the driver's 1 s polls fall inside the training
     config = load_config(preset="tiny", overrides={"generations": 0, "training": {"max_steps": steps}})
     init_ray(config)
     search = Search(config, tmp_path / "run", {"symbolic": SymbolicProposer(seed=0)})

@@ -27,10 +27,13 @@ def _wandb_home(tmp_path) -> dict[str, str]:
     }
 
 
-def test_no_key_logs_offline_into_the_run_folder_and_the_run_ends_normally(tmp_path):
+def test_no_key_logs_offline_into_the_run_folder_and_the_run_ends_normally(tmp_path, recipe):
     run_dir = tmp_path / "run"
+    config = recipe(
+        preset="tiny", generations=1, population=1, proposers={"llm": False}
+    )  # no LLM: not the point
     proc = launch(
-        ["--preset", "tiny", "--generations", "1", "--population", "1", "--wandb", "--run-dir", str(run_dir)],
+        ["--config", str(config), "--wandb", "--run-dir", str(run_dir)],
         env=_wandb_home(tmp_path),
         unset=KEY_SOURCES,
     )
