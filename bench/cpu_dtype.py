@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import TrainerCallback
+from step_clock import StepClock
 
 from evaluators.fitness import Fitness, paired_delta
 from evaluators.verifiable import VerifiableSpec, evaluate_model, heldout_prompts
@@ -41,20 +41,6 @@ from trainer.hardware import FAST_BF16_FLAGS, cpu_flags, resolve_dtype
 from trainer.train import run_training
 
 ARMS = ("float32", "bfloat16")
-
-
-class StepClock(TrainerCallback):
-    """The time of each optimizer step's end; the intervals from step 2 on exclude start-up and warm-up."""
-
-    def __init__(self) -> None:
-        self.marks: list[float] = []
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.marks.append(time.perf_counter())
-
-    @property
-    def step_seconds(self) -> list[float]:
-        return [b - a for a, b in zip(self.marks, self.marks[1:], strict=False)]
 
 
 def default_pairs(cache_dir: Path | None) -> Path:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
-from transformers import TrainerCallback
+from step_clock import StepClock
 from trl import DPOConfig, DPOTrainer
 
 from trainer.models import load_policy
@@ -43,20 +43,6 @@ def pairs(n: int) -> Dataset:
             }
         )
     return Dataset.from_list(rows)
-
-
-class StepClock(TrainerCallback):
-    """Times steps 2..N so that start-up and the first step's warm-up are excluded."""
-
-    def __init__(self) -> None:
-        self.marks: list[float] = []
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.marks.append(time.perf_counter())
-
-    @property
-    def steps_per_second(self) -> float:
-        return (len(self.marks) - 1) / (self.marks[-1] - self.marks[0])
 
 
 def common(out: str, steps: int, batch: int) -> dict:
