@@ -4,20 +4,27 @@
     python bench/rung_correlation.py --heldout-topics 6    # a reduced full rung (stated in the JSON)
     python bench/rung_correlation.py --proxy-split 16      # reduced: train on the run's pairs but 16, score the
                                                            # proxy (preference accuracy) on those 16 (no generation)
+    python bench/rung_correlation.py --score-all-items     # the cheap-budget model scored on every held-out item
+                                                           # too, so other cheap rungs are read off the same runs
 
-Trains each registry sequence-level loss at the cheap rung (``fitness.rungs[0]`` of the config) and at the full
+Trains each registry sequence-level loss at a cheap rung (``--cheap-budget``, ``--cheap-prompts``) and at the full
 rung on the run's training pairs, scores each with the config's fitness, and writes the ranks' Spearman rho, a
 percentile bootstrap interval over losses, and the cost ratio (cheap seconds / full seconds) to
 ``bench/results/rung_correlation.json`` after every loss (a stopped run keeps what it measured). rho < 0.5 is said
-in the JSON: the cheap rung then does not rank losses usefully."""
+in the JSON: the cheap rung then does not rank losses usefully.
+
+With ``--score-all-items`` (verifiable fitness), the cheap-budget model is scored on all of the full rung's items and
+every item's outcome is kept, so three cheap rungs are measured from the same trainings: the configured one (cheap
+budget, first topics), the cheap budget on every item, and the full budget on the first topics (its cost is then
+the full training plus the first topics' share of the scoring time)."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import math
 import random
-import sys
 import time
 from pathlib import Path
 
@@ -89,8 +96,10 @@ def summary(rows: list[dict], draws: int, seed: int) -> dict:
     return out
 
 
-def _train(config, data, loss: str, rung_index: int, work: Path) -> dict:
+def _train(config, data, loss: str, rung_index: int, work: Path, all_items: bool = False) -> dict:
     rung = config.fitness.rungs[rung_index]
+    if all_items:
+        rung = dataclasses.replace(rung, prompts=1.0)
     job = CandidateJob(
         candidate_id=rung_index,
         name=f"{loss}-rung{rung_index}",
@@ -112,7 +121,54 @@ def _train(config, data, loss: str, rung_index: int, work: Path) -> dict:
         "reason": (result.reason or "")[:300] or None,
         "seconds": time.monotonic() - started,
         "steps": result.metrics.get("steps"),
+        "train_seconds": result.timings.get("train_s"),
+        "eval_seconds": result.timings.get("eval_s"),
+        "per_item": result.metrics.get("fitness_details", {}).get("per_item"),
     }
+
+
+def _topic_prefix(per_item: dict, fraction: float) -> list[str]:
+    """The items of the first ``ceil(topics * fraction)`` held-out topics (items are ``constraint/topic``)."""
+    topics = list(dict.fromkeys(key.split("/", 1)[1] for key in per_item))
+    kept = set(topics[: max(1, math.ceil(len(topics) * fraction - 1e-9))])
+    return [key for key in per_item if key.split("/", 1)[1] in kept]
+
+
+def _mean(per_item: dict, keys: list[str]) -> float:
+    return sum(float(per_item[k]) for k in keys) / len(keys)
+
+
+def rung_variants(rows: list[dict], prompts: float, draws: int, seed: int) -> dict:
+    """Spearman's rho against the full rung of three cheap rungs read off the kept per-item outcomes."""
+    done = [r for r in rows if r["cheap"].get("per_item") and r["full"].get("per_item")]
+    if len(done) < 3:
+        return {}
+    full = [r["full"]["fitness"] for r in done]
+    subset = _topic_prefix(done[0]["full"]["per_item"], prompts)
+    share = len(subset) / len(done[0]["full"]["per_item"])
+    cost_full = sum(r["full"]["seconds"] for r in done)
+    variants = {
+        "cheap budget, first topics (the configured rung)": (
+            [_mean(r["cheap"]["per_item"], subset) for r in done],
+            sum(r["cheap"]["train_seconds"] + share * r["cheap"]["eval_seconds"] for r in done),
+        ),
+        "cheap budget, every item": (
+            [r["cheap"]["fitness"] for r in done],
+            sum(r["cheap"]["seconds"] for r in done),
+        ),
+        "full budget, first topics": (
+            [_mean(r["full"]["per_item"], subset) for r in done],
+            sum(r["full"]["train_seconds"] + share * r["full"]["eval_seconds"] for r in done),
+        ),
+    }
+    out = {}
+    for name, (scores, cost) in variants.items():
+        entry: dict = {"scores": scores, "distinct_scores": len(set(scores)), "cost_ratio": cost / cost_full}
+        if len(set(scores)) > 1 and len(set(full)) > 1:
+            entry["spearman_rho"] = float(spearmanr(scores, full).statistic)
+            entry["rho_ci95"] = list(bootstrap_rho(scores, full, draws, seed))
+        out[name] = entry
+    return {"items_in_first_topics": len(subset), "losses": [r["loss"] for r in done], "variants": out}
 
 
 def _proxy_split(config, data, held: int, work: Path):
@@ -128,6 +184,24 @@ def _proxy_split(config, data, held: int, work: Path):
     return config, TrainingData(train, heldout, {"n_train_pairs": len(rows) - held, "n_heldout_pairs": held})
 
 
+ALL_ITEMS_NOTE = (
+    "--score-all-items: the cheap-budget model was scored on every item, so `summary` is the cheap budget on every "
+    "item; the configured rung (cheap budget, first topics) is under cheap_rungs_from_items"
+)
+
+
+def _resummarize(path: Path, draws: int, seed: int) -> int:
+    report = json.loads(path.read_text())
+    rows, prompts = report["per_loss"], report["setup"]["rungs"][0]["prompts"]
+    report["summary"] = {"losses_planned": report["summary"]["losses_planned"], **summary(rows, draws, seed)}
+    if report.get("cheap_rungs_from_items") is not None:
+        report["cheap_rungs_from_items"] = rung_variants(rows, prompts, draws, seed)
+        report["setup"]["cheap_scored_on"] = ALL_ITEMS_NOTE
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps({k: report[k] for k in ("summary", "cheap_rungs_from_items")}, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="a recipe (default: the default search)")
@@ -136,17 +210,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--proxy-split", type=int, help="hold N of the training pairs out and score the proxy on them"
     )
+    parser.add_argument(
+        "--score-all-items",
+        action="store_true",
+        help="score the cheap-budget model on every item too, and keep per-item outcomes (verifiable fitness)",
+    )
+    parser.add_argument(
+        "--cheap-budget", type=float, default=0.25, help="the cheap rung's share of the budget"
+    )
+    parser.add_argument("--cheap-prompts", type=float, default=1 / 3, help="its share of the held-out items")
     parser.add_argument("--work-dir", default="/tmp/rung_correlation")
     parser.add_argument("--draws", type=int, default=2000)
+    parser.add_argument(
+        "--resummarize", action="store_true", help="recompute the summaries of --out from its per-loss rows"
+    )
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "rung_correlation.json"))
     args = parser.parse_args(argv)
-    overrides = (
-        {"fitness": {"verifiable": {"n_heldout_topics": args.heldout_topics}}} if args.heldout_topics else {}
-    )
-    config = load_config(args.config, overrides=overrides)
-    if len(config.fitness.rungs) < 2:
-        print("the config has a single rung: nothing to correlate", file=sys.stderr)
-        return 2
+    fitness: dict = {"rungs": [{"budget": args.cheap_budget, "prompts": args.cheap_prompts}, {}]}
+    if args.heldout_topics:
+        fitness["verifiable"] = {"n_heldout_topics": args.heldout_topics}
+    config = load_config(args.config, overrides={"fitness": fitness})
+    if args.resummarize:
+        return _resummarize(Path(args.out), args.draws, config.seed)
     work = Path(args.work_dir)
     data = prepare_data(config, work)
     reduced = (
@@ -165,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     for loss in LOSSES[: args.losses]:
         row = {"loss": loss}
         for index, key in ((0, "cheap"), (len(config.fitness.rungs) - 1, "full")):
-            row[key] = _train(config, data, loss, index, work)
+            row[key] = _train(config, data, loss, index, work, all_items=args.score_all_items)
             print(
                 f"{loss} {key}: {row[key]['fitness']} +- {row[key]['stderr']} ({row[key]['seconds']:.0f}s)",
                 flush=True,
@@ -178,8 +263,14 @@ def main(argv: list[str] | None = None) -> int:
                 "fitness": {"kind": config.fitness.kind, "verifiable": config.fitness.verifiable},
                 "n_train_pairs": data.stats.get("n_pairs", data.stats),
                 "reduced": reduced,
+                "cheap_scored_on": ALL_ITEMS_NOTE if args.score_all_items else "the cheap rung's items",
             },
             "summary": {"losses_planned": args.losses, **summary(rows, args.draws, config.seed)},
+            "cheap_rungs_from_items": (
+                rung_variants(rows, config.fitness.rungs[0].prompts, args.draws, config.seed)
+                if args.score_all_items
+                else None
+            ),
             "per_loss": rows,
         }
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -195,7 +195,8 @@ def test_gradient_weights_see_through_scale_not_through_shape(sandbox_pool):
 
 
 def test_a_rung_cuts_the_budget_and_takes_a_prefix_of_the_heldout_items(tmp_path):
-    config = load_config()  # the default: rung 0 = 1/4 of the budget on 1/3 of the prompts
+    # the default task with rung 0 = 1/4 of the budget on 1/3 of the prompts
+    config = load_config(overrides={"fitness": {"rungs": [{"budget": 0.25, "prompts": 1 / 3}, {}]}})
     cheap, full = config.fitness.rungs
     assert rung_training(config.training, cheap).num_train_epochs == 0.25
     assert rung_training(config.training, full) == config.training
