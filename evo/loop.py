@@ -263,8 +263,8 @@ class Search(CandidateTasks):
     def _validate_and_submit(self, cid: int, arm: str, proposal: Proposal, repair_round: int) -> None:
         best_before = max((c.fitness for c in self.archive.top(1)), default=None)
         verdict = validate_source(proposal.code, pool=self.pool)
-        while not verdict.valid and repair_round < self.config.proposers.repair_rounds and arm == "llm":
-            if not self._llm_usable():
+        while not verdict.valid and repair_round < self.config.proposers.repair_rounds:
+            if arm == "llm" and not self._llm_usable():
                 break
             repair_round += 1
             self.progress.event(f"candidate {cid}: {verdict.stage} failure, repair round {repair_round}")
@@ -286,8 +286,13 @@ class Search(CandidateTasks):
                 )
                 break
             proposal = fixed
+            bred = (  # a symbolic repair is a new child: its expression and parents replace the old ones
+                {"expression": fixed.expression, "parent_ids": list(fixed.parent_ids)}
+                if fixed.expression is not None
+                else {}
+            )
             self.archive.update(
-                cid, code=fixed.code, thought=fixed.thought, repair_round=repair_round, **spent
+                cid, code=fixed.code, thought=fixed.thought, repair_round=repair_round, **spent, **bred
             )
             verdict = validate_source(proposal.code, pool=self.pool)
         if not verdict.valid:

@@ -14,6 +14,7 @@ child's expression is stored in the archive (``srepr``) and its code printed as 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 
@@ -66,6 +67,7 @@ class SymbolicProposer:
         self.tournament = tournament
         self.crossover_rate = crossover_rate
         self._translate = ParentTranslator()
+        self._archive: Archive | None = None  # the archive of the last proposal, which a repair breeds from
 
     # ---- breeding -----------------------------------------------------------------------------------------------
     def _primitive(self) -> sp.Expr:
@@ -115,6 +117,12 @@ class SymbolicProposer:
         return expr, f"{how} (of {parent.name})", (parent.id,)
 
     def propose(self, archive: Archive, generation: int) -> Proposal | Unparseable:
+        self._archive = archive
+        child = self._breed_child(archive)
+        return dataclasses.replace(child, name=f"sym_g{generation}_{self._random.randrange(16**4):04x}")
+
+    def _breed_child(self, archive: Archive) -> Proposal:
+        """A child of the archive's breeding pool, named later."""
         pool = breeding_pool(archive, self._translate)
         for _ in range(MAX_BREEDING_TRIES):
             expr, how, parents = self._breed(pool)
@@ -126,9 +134,8 @@ class SymbolicProposer:
         else:
             expr, how, parents = self._breed([])
             code = to_code(expr)
-        name = f"sym_g{generation}_{self._random.randrange(16**4):04x}"
         return Proposal(
-            name=name,
+            name="",
             code=code,
             thought=f"{how}: {describe(expr)}",
             parent_ids=parents,
@@ -136,4 +143,10 @@ class SymbolicProposer:
         )
 
     def repair(self, proposal: Proposal, error: str) -> Proposal | Unparseable:
-        return Unparseable(f"symbolic proposals are not repaired: {error[:200]}", proposal.code)
+        """A child the sandbox refused is not edited: another child is bred from the same archive (sympy cannot read
+        the error, and a fresh draw costs milliseconds), so a refused draw does not cost the generation a slot."""
+        if self._archive is None:
+            return Unparseable(f"no archive to breed a replacement from: {error[:200]}", proposal.code)
+        fresh = self._breed_child(self._archive)
+        refused = f" (bred again: the sandbox refused {error[:160]!r})"
+        return dataclasses.replace(fresh, name=proposal.name, thought=fresh.thought + refused)
