@@ -247,7 +247,7 @@ class Search(CandidateTasks):
             generation,
             arm,
             Status.PROPOSED,
-            name=proposal.name,
+            name=self._unused_name(proposal.name),
             thought=proposal.thought,
             code=proposal.code,
             parent_ids=list(proposal.parent_ids),
@@ -259,6 +259,14 @@ class Search(CandidateTasks):
             timings={"propose_s": time.monotonic() - started},
         )
         self._validate_and_submit(cid, arm, proposal, 0)
+
+    def _unused_name(self, name: str) -> str:
+        """The proposal's name, suffixed when an archived candidate has it (an LLM calling its loss "dpo" must not
+        read as the baseline in the leaderboard or a confirmation)."""
+        taken = {c.name for c in self.archive.all()}
+        if name not in taken:
+            return name
+        return next(f"{name}_{n}" for n in range(2, len(taken) + 3) if f"{name}_{n}" not in taken)
 
     def _validate_and_submit(self, cid: int, arm: str, proposal: Proposal, repair_round: int) -> None:
         best_before = max((c.fitness for c in self.archive.top(1)), default=None)

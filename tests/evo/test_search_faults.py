@@ -47,7 +47,7 @@ def test_bad_proposals_become_statuses_and_the_run_goes_on(tmp_path, recipe):
         },
         _reply("shell_loss", malicious),
         _reply("file_loss", still_malicious),  # the repair round's answer
-        _reply("dpo_again", dpo_in_disguise),
+        _reply("dpo", dpo_in_disguise),  # named like the baseline, too
         {"status": 500},
         {"delay": 4.0, "reply": "too late"},
         {"truncated": True},
@@ -76,7 +76,7 @@ def test_bad_proposals_become_statuses_and_the_run_goes_on(tmp_path, recipe):
     shell = by_name["shell_loss"]  # a repaired candidate keeps its row and name; its code is the last attempt
     assert shell.status == "invalid" and shell.repair_round == 1 and shell.reason.startswith("[policy]")
     assert "open(" in shell.code and shell.llm_tokens_in == 200
-    duplicate = by_name["dpo_again"]
+    duplicate = by_name["dpo_2"]  # the baseline keeps its name; the proposal's is suffixed
     assert duplicate.duplicate_of == baseline.id and "dpo" in duplicate.reason
     trained = by_name["squared_hinge"]
     assert trained.status == "done" and trained.fitness is not None and trained.stderr is not None
