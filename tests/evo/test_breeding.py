@@ -8,6 +8,8 @@ import pytest
 import sympy as sp
 
 from evo.archive import Archive
+from evo.config import load_config
+from evo.loop import Search
 from evo.proposers.loss_expr import Untranslatable, from_canonical, to_code, to_torch, z
 from evo.proposers.parents import Parent, ParentTranslator, breeding_pool, pick
 from evo.proposers.symbolic import SymbolicProposer, from_srepr
@@ -196,3 +198,34 @@ def test_a_refused_child_is_repaired_by_breeding_another(tmp_path, pool):
     # One fresh draw per refused child; with IPO as the only parent 9 of 22 passed when this was written (in a
     # search the pool holds DPO and the others too, and the loop draws up to repair_rounds times).
     assert fixed >= 1, len(refused)
+
+
+def test_the_search_repairs_a_refused_symbolic_child(tmp_path, pool):
+    # The loop's side: a refused symbolic proposal goes through the repair rounds (a fresh child each), not
+    # straight to invalid. Training is not started: the search's submit is replaced by a list.
+    config = load_config(preset="tiny", overrides={"proposers": {"llm": False, "repair_rounds": 2}})
+    proposer = SymbolicProposer(seed=0)
+    search = Search(config, tmp_path, {"symbolic": proposer})
+    submitted = []
+    search._submit = submitted.append
+    try:
+        spec = get_loss_spec("ipo_sum")
+        _add_validated(
+            search.archive, pool, "baseline", "ipo_sum", spec.source, "ipo_sum", 0.7, loss="ipo_sum"
+        )
+        for _ in range(40):
+            child = proposer.propose(search.archive, 1)
+            if not validate_source(child.code, pool=pool).valid:
+                break
+        else:
+            pytest.fail("no child of IPO was refused: the scenario needs one")
+        cid = search.archive.add(
+            1, "symbolic", "proposed", name=child.name, code=child.code, expression=child.expression
+        )
+        search._validate_and_submit(cid, "symbolic", child, 0)
+        row = search.archive.get(cid)
+        assert row.repair_round >= 1 and row.code != child.code and row.name == child.name
+        assert to_code(from_srepr(row.expression)) == row.code
+        assert (row.status == "training") == bool(submitted), (row.status, row.reason)
+    finally:
+        search.close()
