@@ -3,7 +3,8 @@
 A candidate trains at the rung after its highest recorded one (``next_rung``): rung 0 first. Each result is kept in
 the archive's ``rung_results`` (``record``). What happens next:
 
-- the last rung: decision ``final``;
+- the last rung: decision ``final``, or ``duplicate`` (as below) for a proposed candidate that scored like one
+  already scored there;
 - a baseline (generation 0) below the last rung: decision ``reference``, trained again at the next rung at once, so
   every rung has DPO to pair against on the same items;
 - a proposed candidate below the last rung whose per-item outcomes equal those of a candidate already scored at
@@ -82,7 +83,7 @@ class Cascade:
             f"{fitness:.4f} +- {stderr or 0.0:.4f} on {n} items"
         )
         if rung == self.last:
-            self._decide(candidate, rung, FINAL, "the full evaluation")
+            self._final(candidate, rung, per_item)
             return False
         if candidate.generation == 0:
             self._decide(
@@ -90,13 +91,25 @@ class Cascade:
             )
             self.archive.update(candidate.id, status=Status.TRAINING)
             return True
-        match = self._outcome_duplicate(candidate, rung, per_item)
-        if match is not None:
-            self._decide(candidate, rung, DUPLICATE, match.reason)
-            self.archive.update(
-                candidate.id, status=Status.DUPLICATE, duplicate_of=match.original_id, reason=match.reason
-            )
+        self._duplicate_if_seen(candidate, rung, per_item)
         return False
+
+    def _final(self, candidate: Candidate, rung: int, per_item: dict) -> None:
+        """The full evaluation's decision; a proposal that scored like a scored candidate item by item, with close
+        gradient weights, is a duplicate even here (the clones of a one-rung search stay off the leaderboard and out
+        of the confirmation)."""
+        if candidate.generation == 0 or not self._duplicate_if_seen(candidate, rung, per_item):
+            self._decide(candidate, rung, FINAL, "the full evaluation")
+
+    def _duplicate_if_seen(self, candidate: Candidate, rung: int, per_item: dict) -> bool:
+        match = self._outcome_duplicate(candidate, rung, per_item)
+        if match is None:
+            return False
+        self._decide(candidate, rung, DUPLICATE, match.reason)
+        self.archive.update(
+            candidate.id, status=Status.DUPLICATE, duplicate_of=match.original_id, reason=match.reason
+        )
+        return True
 
     def _outcome_duplicate(self, candidate: Candidate, rung: int, per_item: dict) -> BehaviourMatch | None:
         if not self.dedup.enabled or not per_item:

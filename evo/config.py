@@ -106,9 +106,9 @@ class RungConfig:
 @dataclass(frozen=True)
 class BehaviourConfig:
     """Behaviour-level dedup (``evo.behaviour``): a candidate whose per-pair gradient weights match a trained
-    candidate's up to scale (cosine >= ``gradient_cosine``) is a duplicate before training; one whose cheap-rung
-    per-item outcomes agree with a candidate's at the same rung (share >= ``outcome_agreement``) while its weights
-    are close (cosine >= ``outcome_gradient_cosine``) is a duplicate before promotion."""
+    candidate's up to scale (cosine >= ``gradient_cosine``) is a duplicate before training; one whose per-item
+    outcomes at a rung agree with a candidate's at the same rung (share >= ``outcome_agreement``) while its weights
+    are close (cosine >= ``outcome_gradient_cosine``) is a duplicate there (before promotion, or at the full rung)."""
 
     enabled: bool = True
     gradient_cosine: float = 0.9999

@@ -180,6 +180,35 @@ def test_promotion_ranks_by_fitness_at_the_rung(tmp_path):
     archive.close()
 
 
+def test_a_clone_is_a_duplicate_at_the_full_rung_too(tmp_path, sandbox_pool):
+    """One rung (the default): a proposal with the same outcome on every item as a scored candidate and close
+    gradient weights is a duplicate there, so clones stay off the leaderboard and out of the confirmation."""
+    config = load_config()
+    assert len(config.fitness.rungs) == 1 and config.fitness.behaviour.enabled
+    archive = Archive(tmp_path / "archive.sqlite")
+    cascade = Cascade(config, archive, SearchProgress(config))
+    outcomes = {f"item{i}": i % 2 for i in range(12)}
+    dpo_graph = validated_graph(get_loss_spec("sigmoid").source, sandbox_pool, entry="sigmoid")
+    rows = {
+        "dpo": (0, dpo_graph),
+        "twice_dpo": (1, validated_graph(TWICE_DPO, sandbox_pool)),
+        "hinge": (1, validated_graph(HINGE, sandbox_pool)),
+    }
+    ids = {}
+    for name, (generation, graph) in rows.items():
+        ids[name] = archive.add(generation, "listed", Status.DONE, name=name, graph=graph)
+        assert cascade.record(archive.get(ids[name]), 0.5, 0.1, 12, outcomes, 1.0) is False
+    twice = archive.get(ids["twice_dpo"])
+    assert twice.status == Status.DUPLICATE and twice.duplicate_of == ids["dpo"], twice.reason
+    assert archive.rung_results(ids["twice_dpo"])[0].decision == "duplicate"
+    # hinge: the same outcomes, but its weights are not DPO's (cosine 0.965 < 0.995); the baseline is never one
+    for name in ("dpo", "hinge"):
+        assert archive.get(ids[name]).status == Status.DONE
+        assert archive.rung_results(ids[name])[0].decision == "final"
+    assert {row.name for row in leaderboard(archive)[0]} == {"dpo", "hinge"}
+    archive.close()
+
+
 def test_gradient_weights_see_through_scale_not_through_shape(sandbox_pool):
     dpo_spec = get_loss_spec("sigmoid")
     dpo = validated_graph(dpo_spec.source, sandbox_pool, entry="sigmoid")
