@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import random
 import time
 from pathlib import Path
@@ -127,10 +126,14 @@ def _train(config, data, loss: str, rung_index: int, work: Path, all_items: bool
     }
 
 
-def _topic_prefix(per_item: dict, fraction: float) -> list[str]:
-    """The items of the first ``ceil(topics * fraction)`` held-out topics (items are ``constraint/topic``)."""
-    topics = list(dict.fromkeys(key.split("/", 1)[1] for key in per_item))
-    kept = set(topics[: max(1, math.ceil(len(topics) * fraction - 1e-9))])
+def _cheap_topics(config) -> int:
+    """How many held-out topics the config's cheap rung scores: ``evo.rungs``' own rule."""
+    return rung_fitness(config.fitness, config.fitness.rungs[0], None).verifiable["n_heldout_topics"]
+
+
+def _topic_prefix(per_item: dict, topics: int) -> list[str]:
+    """The items of the first ``topics`` held-out topics (items are ``constraint/topic``, in topic order)."""
+    kept = set(list(dict.fromkeys(key.split("/", 1)[1] for key in per_item))[:topics])
     return [key for key in per_item if key.split("/", 1)[1] in kept]
 
 
@@ -138,13 +141,14 @@ def _mean(per_item: dict, keys: list[str]) -> float:
     return sum(float(per_item[k]) for k in keys) / len(keys)
 
 
-def rung_variants(rows: list[dict], prompts: float, draws: int, seed: int) -> dict:
-    """Spearman's rho against the full rung of three cheap rungs read off the kept per-item outcomes."""
+def rung_variants(rows: list[dict], topics: int, draws: int, seed: int) -> dict:
+    """Spearman's rho against the full rung of three cheap rungs read off the kept per-item outcomes (the cheap
+    rung's items are those of the first ``topics`` held-out topics)."""
     done = [r for r in rows if r["cheap"].get("per_item") and r["full"].get("per_item")]
     if len(done) < 3:
         return {}
     full = [r["full"]["fitness"] for r in done]
-    subset = _topic_prefix(done[0]["full"]["per_item"], prompts)
+    subset = _topic_prefix(done[0]["full"]["per_item"], topics)
     share = len(subset) / len(done[0]["full"]["per_item"])
     cost_full = sum(r["full"]["seconds"] for r in done)
     variants = {
@@ -190,12 +194,18 @@ ALL_ITEMS_NOTE = (
 )
 
 
-def _resummarize(path: Path, draws: int, seed: int) -> int:
+def _resummarize(path: Path, recipe: str | None, draws: int) -> int:
     report = json.loads(path.read_text())
-    rows, prompts = report["per_loss"], report["setup"]["rungs"][0]["prompts"]
-    report["summary"] = {"losses_planned": report["summary"]["losses_planned"], **summary(rows, draws, seed)}
+    setup, rows = report["setup"], report["per_loss"]
+    config = load_config(
+        recipe, overrides={"fitness": {"rungs": setup["rungs"], "verifiable": setup["fitness"]["verifiable"]}}
+    )
+    report["summary"] = {
+        "losses_planned": report["summary"]["losses_planned"],
+        **summary(rows, draws, config.seed),
+    }
     if report.get("cheap_rungs_from_items") is not None:
-        report["cheap_rungs_from_items"] = rung_variants(rows, prompts, draws, seed)
+        report["cheap_rungs_from_items"] = rung_variants(rows, _cheap_topics(config), draws, config.seed)
         report["setup"]["cheap_scored_on"] = ALL_ITEMS_NOTE
     path.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({k: report[k] for k in ("summary", "cheap_rungs_from_items")}, indent=2))
@@ -229,9 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     fitness: dict = {"rungs": [{"budget": args.cheap_budget, "prompts": args.cheap_prompts}, {}]}
     if args.heldout_topics:
         fitness["verifiable"] = {"n_heldout_topics": args.heldout_topics}
-    config = load_config(args.config, overrides={"fitness": fitness})
     if args.resummarize:
-        return _resummarize(Path(args.out), args.draws, config.seed)
+        return _resummarize(Path(args.out), args.config, args.draws)
+    config = load_config(args.config, overrides={"fitness": fitness})
     work = Path(args.work_dir)
     data = prepare_data(config, work)
     reduced = (
@@ -267,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
             },
             "summary": {"losses_planned": args.losses, **summary(rows, args.draws, config.seed)},
             "cheap_rungs_from_items": (
-                rung_variants(rows, config.fitness.rungs[0].prompts, args.draws, config.seed)
+                rung_variants(rows, _cheap_topics(config), args.draws, config.seed)
                 if args.score_all_items
                 else None
             ),
