@@ -14,7 +14,7 @@ from evo.proposers.loss_expr import Untranslatable, from_canonical, to_code, to_
 from evo.proposers.parents import Parent, ParentTranslator, breeding_pool, pick
 from evo.proposers.symbolic import SymbolicProposer, from_srepr
 from sandbox.executor import SandboxPool
-from sandbox.validate import validate_source
+from sandbox.validate import ValidationResult, validate_source
 from trainer.losses.registry import get_loss_spec, loss_names
 
 # An LLM-style loss: code only, no sympy expression; it reaches the proposer through its canonical form.
@@ -47,6 +47,13 @@ def _add_validated(
 ) -> int:
     verdict = validate_source(code, entry=entry, pool=pool)
     assert verdict.valid, verdict.error
+    return _add_done(archive, verdict, proposer, name, code, fitness, **values)
+
+
+def _add_done(
+    archive: Archive, verdict: ValidationResult, proposer: str, name: str, code: str, fitness: float, **values
+) -> int:
+    """A done row with the verdict's fingerprint and canonical form, as the search stores a trained candidate."""
     return archive.add(
         0 if proposer == "baseline" else 1,
         proposer,
@@ -58,6 +65,18 @@ def _add_validated(
         canonical=verdict.canonical_form,
         **values,
     )
+
+
+def _refused_children_of_ipo(archive: Archive, proposer: SymbolicProposer, pool: SandboxPool) -> list[tuple]:
+    """IPO (unnormalised) as the archive's only parent, and the children of 40 draws the sandbox refuses, with their
+    verdicts: a gate over IPO can rise past its target margin and turn against the preference."""
+    spec = get_loss_spec("ipo_sum")
+    _add_validated(archive, pool, "baseline", "ipo_sum", spec.source, "ipo_sum", 0.7, loss="ipo_sum")
+    children = [proposer.propose(archive, 1) for _ in range(40)]
+    verdicts = [(child, validate_source(child.code, pool=pool)) for child in children]
+    refused = [(child, verdict) for child, verdict in verdicts if not verdict.valid]
+    assert refused, "no child of IPO was refused: the scenario needs one"
+    return refused
 
 
 def test_canonical_forms_read_into_the_vocabulary():
@@ -88,17 +107,7 @@ def test_children_of_every_baseline_validate(tmp_path, pool):
         verdict = validate_source(spec.source, entry=name, pool=pool)
         if not verdict.valid:
             continue
-        cid = archive.add(
-            0,
-            "baseline",
-            "done",
-            name=name,
-            code=spec.source,
-            fitness=0.5 + 0.01 * i,
-            fingerprint=verdict.fingerprint,
-            canonical=verdict.canonical_form,
-            loss=name,
-        )
+        cid = _add_done(archive, verdict, "baseline", name, spec.source, 0.5 + 0.01 * i, loss=name)
         if archive.get(cid).canonical:
             translatable.append(cid)
     pool_of_parents = breeding_pool(archive, ParentTranslator())
@@ -187,19 +196,11 @@ def test_an_integer_too_large_for_a_graph_is_printed_as_a_float():
 
 
 def test_a_refused_child_is_repaired_by_breeding_another(tmp_path, pool):
-    # IPO alone as the parent: a gate over it can rise past its target margin and turn against the preference, so
-    # some children are refused by the gradient tests; the repair of such a child is a fresh child of the archive.
+    # The repair of a child the gradient tests refused is a fresh child of the archive.
     archive = Archive(tmp_path / "a.sqlite")
-    spec = get_loss_spec("ipo_sum")
-    ipo = _add_validated(archive, pool, "baseline", "ipo_sum", spec.source, "ipo_sum", 0.7, loss="ipo_sum")
     proposer = SymbolicProposer(seed=0)
-    refused = []
-    for _ in range(40):
-        child = proposer.propose(archive, 1)
-        verdict = validate_source(child.code, pool=pool)
-        if not verdict.valid:
-            refused.append((child, verdict))
-    assert refused, "no child of IPO was refused: the scenario needs one"
+    refused = _refused_children_of_ipo(archive, proposer, pool)
+    ipo = archive.in_generation(0)[0].id
     child, verdict = refused[0]
     assert verdict.stage == "gradient_tests"
     repaired = proposer.repair(child, f"[{verdict.stage}] {verdict.error}")
@@ -223,16 +224,7 @@ def test_the_search_repairs_a_refused_symbolic_child(tmp_path, pool):
     submitted = []
     search._submit = submitted.append
     try:
-        spec = get_loss_spec("ipo_sum")
-        _add_validated(
-            search.archive, pool, "baseline", "ipo_sum", spec.source, "ipo_sum", 0.7, loss="ipo_sum"
-        )
-        for _ in range(40):
-            child = proposer.propose(search.archive, 1)
-            if not validate_source(child.code, pool=pool).valid:
-                break
-        else:
-            pytest.fail("no child of IPO was refused: the scenario needs one")
+        child, _ = _refused_children_of_ipo(search.archive, proposer, pool)[0]
         cid = search.archive.add(
             1, "symbolic", "proposed", name=child.name, code=child.code, expression=child.expression
         )

@@ -49,16 +49,20 @@ def test_registry_loss_is_valid(name, verdicts):
     assert result.fingerprint and result.graph is not None
 
 
-@pytest.mark.parametrize("name", MONOTONE)
-def test_graph_matches_the_registry_function(name, verdicts):
+def _assert_graph_matches_the_registry(name: str, graph: dict) -> None:
     spec = get_loss_spec(name)
-    loss, reference = build_loss(verdicts[name].graph), spec.build()
+    loss, reference = build_loss(graph), spec.build()
     gen = torch.Generator().manual_seed(0)
     for batch in (1, 2, 6, 33):
         args = [-torch.rand(batch, generator=gen) * 300 for _ in range(4)]
         lengths = {role: torch.randint(1, 200, (batch,), generator=gen).float() for role in LENGTH_ROLES}
         extra = lengths if spec.needs_lengths else {}
         torch.testing.assert_close(loss(*args, 0.1, **extra), reference(*args, 0.1, **extra), equal_nan=True)
+
+
+@pytest.mark.parametrize("name", MONOTONE)
+def test_graph_matches_the_registry_function(name, verdicts):
+    _assert_graph_matches_the_registry(name, verdicts[name].graph)
 
 
 @pytest.mark.parametrize("name", sorted(DRAW_DEPENDENT))
@@ -69,10 +73,7 @@ def test_a_draw_dependent_loss_passes_some_draws_and_its_graph_matches(name, san
     assert passed, f"{name}: refused in all 40 draws: {draws[0].error}"
     refused = {v.stage for v in draws if not v.valid}
     assert refused <= {"gradient_tests"}, refused
-    loss, reference = build_loss(passed[0].graph), spec.build()
-    gen = torch.Generator().manual_seed(0)
-    args = [-torch.rand(33, generator=gen) * 300 for _ in range(4)]
-    torch.testing.assert_close(loss(*args, 0.1), reference(*args, 0.1), equal_nan=True)
+    _assert_graph_matches_the_registry(name, passed[0].graph)
 
 
 def test_batch_statistics_get_a_batch_of_one_variant(verdicts):
